@@ -1,0 +1,19 @@
+"""BERTimbau-Large: QDoRA (4-bit NF4 base + DoRA) for Portuguese SQuAD v1.1.
+
+    python bertimbau_large/main_qdora.py --learning_rate 2e-4 --num_epochs 2
+    python bertimbau_large/main_qdora.py --smoke          # offline demo: tiny BERT, shipped data, CPU
+
+Writes the model (for adapters: adapter + QA head), predictions.json and run_config.json to
+outputs/<run name>/, and appends one row to results/runs.csv (results/smoke_runs.csv with --smoke).
+All flags: --help.
+"""
+import sys
+from pathlib import Path
+
+# Lets both `python bertimbau_large/main_qdora.py` and `cd bertimbau_large && python main_qdora.py` import common/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.run import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(model_size="large", method="qdora", description=__doc__))

@@ -1,0 +1,240 @@
+"""The single source of truth for a run: one typed dataclass, layered presets, and the command line.
+
+Layers, later wins: field defaults -> model-size preset -> method -> smoke preset -> command line.
+Methods and model sizes are data (dicts of field values), never code branches (see STYLE.md).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, get_args, get_origin, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The paper's target modules: attention query, key, value and the attention output projection
+# (`attention.output.dense` in HF BERT; the suffix match keeps the FFN's `output.dense` out).
+PAPER_TARGET_MODULES = ["query", "key", "value", "attention.output.dense"]
+
+# Model-size presets (PAPER.md "Setup"): model id and per-device batch size (16 Base / 8 Large).
+MODEL_PRESETS: dict[str, dict] = {
+    "base": {"model_name": "neuralmind/bert-base-portuguese-cased", "batch_size": 16},
+    "large": {"model_name": "neuralmind/bert-large-portuguese-cased", "batch_size": 8},
+}
+
+# Methods are field values only. Learning rates are the paper's: 4.25e-5 ("standard" BERT) for full
+# fine-tuning, 2e-4 ("high", tuned for PEFT) for the adapters (PAPER.md, seed README "Optimal Hyperparameters").
+METHODS: dict[str, dict] = {
+    "full": {"use_peft": False, "use_dora": False, "quantize_4bit": False, "learning_rate": 4.25e-5},
+    "lora": {"use_peft": True, "use_dora": False, "quantize_4bit": False, "learning_rate": 2e-4},
+    "qlora": {"use_peft": True, "use_dora": False, "quantize_4bit": True, "learning_rate": 2e-4},
+    "dora": {"use_peft": True, "use_dora": True, "quantize_4bit": False, "learning_rate": 2e-4},
+    "qdora": {"use_peft": True, "use_dora": True, "quantize_4bit": True, "learning_rate": 2e-4},
+}
+
+# Smoke mode: a tiny BERT built locally and the shipped Portuguese data, so the whole pipeline runs
+# offline on a laptop CPU in well under two minutes. Shorter windows than 384 keep it fast while still
+# producing overflow windows (stride < length), so the multi-window code paths run too.
+SMOKE_PRESET: dict = {
+    "model_name": "",  # empty: the tiny BERT that common/model.py builds locally
+    "max_seq_length": 128,
+    "doc_stride": 48,
+    "batch_size": 16,
+    "num_epochs": 2.0,
+    "learning_rate_scale": 5.0,  # a from-scratch tiny model needs a larger step than a pre-trained BERT
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the flag and the bad value."""
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class RunConfig:
+    # --- what runs (set by the script; --method/--model_size exist for tools like the grid runner) ---
+    model_size: str = _help("Model-size preset: base or large.", default="base")
+    method: str = _help("Fine-tuning method: full, lora, qlora, dora or qdora.", default="full")
+    model_name: str = _help(
+        "Hub model id or local directory of a BERT-like model (in smoke mode empty means the tiny local BERT).", default=""
+    )
+
+    # --- data ---
+    dataset: str = _help(
+        "Hub dataset with SQuAD columns (id, title, context, question, answers), used when no files are given. "
+        "Default: the Google-Translate Portuguese SQuAD v1.1 (not the paper's reviewed translation: pass that "
+        "one with --train_file/--validation_file).",
+        default="nunorc/squad_v1_pt",
+    )
+    dataset_revision: Optional[str] = _help(
+        "Hub revision of --dataset; default tries the main branch, then the Hub's parquet conversion.",
+        default=None,
+    )
+    train_file: Optional[str] = _help("Training data: nested SQuAD v1.1 JSON, flat JSON list or JSONL.", default=None)
+    validation_file: Optional[str] = _help("Evaluation data, same formats as --train_file.", default=None)
+    max_train_samples: Optional[int] = _help("Debug: keep only this many training examples (and features).", default=None)
+    max_eval_samples: Optional[int] = _help("Debug: keep only this many evaluation examples.", default=None)
+    max_seq_length: int = _help("Tokens per window, question included (paper: 384).", default=384)
+    doc_stride: int = _help("Overlap in tokens between consecutive windows of a long context.", default=128)
+
+    # --- optimisation (paper: AdamW, weight decay 0.01, gradient clipping 1.0) ---
+    learning_rate: float = _help("Peak learning rate (paper: 4.25e-5 full, 2e-4 PEFT).", default=4.25e-5)
+    num_epochs: float = _help("Training epochs (paper: 2 and 3).", default=2.0)
+    batch_size: int = _help("Per-device training batch size (paper: 16 Base, 8 Large).", default=16)
+    gradient_accumulation_steps: int = _help("Batches accumulated per optimizer step.", default=1)
+    eval_batch_size: int = _help("Per-device evaluation batch size.", default=64)
+    weight_decay: float = _help("AdamW weight decay (paper: 0.01).", default=0.01)
+    max_grad_norm: float = _help("Gradient clipping norm (paper: 1.0).", default=1.0)
+    warmup_ratio: float = _help("Fraction of steps for linear warm-up (the paper reports none).", default=0.0)
+    seed: int = _help("Random seed for initialisation, dropout and data order.", default=42)
+
+    # --- PEFT (paper: r 16, alpha 32, dropout 0.1 on q, k, v and attention output) ---
+    use_peft: bool = _help("Train LoRA/DoRA adapters instead of all weights (set by the method).", default=False)
+    use_dora: bool = _help("Weight-decomposed LoRA (set by the method).", default=False)
+    quantize_4bit: bool = _help("Load base weights in 4-bit NF4 with double quantization (set by the method).", default=False)
+    lora_r: int = _help("LoRA rank.", default=16)
+    lora_alpha: int = _help("LoRA alpha (scaling = alpha / r).", default=32)
+    lora_dropout: float = _help("Dropout on the LoRA branch.", default=0.1)
+    target_modules: list[str] = _help(
+        "Module-name suffixes that get adapters.", default_factory=lambda: list(PAPER_TARGET_MODULES)
+    )
+
+    # --- post-processing (transformers' QA example defaults) ---
+    n_best_size: int = _help("Start and end candidates considered per window.", default=20)
+    max_answer_length: int = _help("Longest answer in tokens.", default=30)
+
+    # --- speed and precision ---
+    precision: str = _help("auto (bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32.", default="auto")
+    gradient_checkpointing: bool = _help("Trade compute for memory (off: the paper's GPUs fit without it).", default=False)
+    torch_compile: bool = _help("Compile the model with torch.compile.", default=False)
+    dataloader_num_workers: int = _help("Worker processes for the data loader.", default=0)
+
+    # --- outputs ---
+    output_dir: Optional[str] = _help("Where the model, predictions.json and logs go (default outputs/<run name>).", default=None)
+    results_file: Optional[str] = _help(
+        "CSV that gets one row per run (default results/runs.csv; results/smoke_runs.csv in smoke mode).", default=None
+    )
+    smoke: bool = _help("Offline smoke run: tiny local BERT and the shipped data (or your files).", default=False)
+    logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.model_size}_{self.method}_lr{self.learning_rate:g}_ep{self.num_epochs:g}_seed{self.seed}" + (
+            "_smoke" if self.smoke else ""
+        )
+
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else REPO_ROOT / "outputs" / self.run_name
+
+    def resolved_results_file(self) -> Path:
+        if self.results_file:
+            return Path(self.results_file)
+        return REPO_ROOT / "results" / ("smoke_runs.csv" if self.smoke else "runs.csv")
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Refuse settings that cannot work, naming the flag and value."""
+    checks = [
+        (config.model_size in MODEL_PRESETS, f"--model_size {config.model_size!r}: choose one of {sorted(MODEL_PRESETS)}"),
+        (config.method in METHODS, f"--method {config.method!r}: choose one of {list(METHODS)}"),
+        (math.isfinite(config.learning_rate) and config.learning_rate > 0, f"--learning_rate {config.learning_rate}: must be a positive number"),
+        (config.num_epochs > 0, f"--num_epochs {config.num_epochs}: must be > 0"),
+        (config.batch_size >= 1, f"--batch_size {config.batch_size}: must be >= 1"),
+        (config.eval_batch_size >= 1, f"--eval_batch_size {config.eval_batch_size}: must be >= 1"),
+        (config.gradient_accumulation_steps >= 1, f"--gradient_accumulation_steps {config.gradient_accumulation_steps}: must be >= 1"),
+        (config.max_seq_length >= 32, f"--max_seq_length {config.max_seq_length}: must be >= 32"),
+        (0 < config.doc_stride < config.max_seq_length, f"--doc_stride {config.doc_stride}: must be > 0 and < --max_seq_length ({config.max_seq_length})"),
+        (config.weight_decay >= 0, f"--weight_decay {config.weight_decay}: must be >= 0"),
+        (config.max_grad_norm > 0, f"--max_grad_norm {config.max_grad_norm}: must be > 0"),
+        (0 <= config.warmup_ratio < 1, f"--warmup_ratio {config.warmup_ratio}: must be in [0, 1)"),
+        (config.lora_r >= 1, f"--lora_r {config.lora_r}: must be >= 1"),
+        (config.lora_alpha > 0, f"--lora_alpha {config.lora_alpha}: must be > 0"),
+        (0 <= config.lora_dropout < 1, f"--lora_dropout {config.lora_dropout}: must be in [0, 1)"),
+        (len(config.target_modules) > 0, "--target_modules: name at least one module"),
+        (config.n_best_size >= 1, f"--n_best_size {config.n_best_size}: must be >= 1"),
+        (config.max_answer_length >= 1, f"--max_answer_length {config.max_answer_length}: must be >= 1"),
+        (config.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {config.precision!r}: choose auto, bf16, fp16 or fp32"),
+        (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
+        (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),
+        ((config.train_file is None) == (config.validation_file is None),
+         "--train_file and --validation_file go together (or pass neither to use --dataset)"),
+        (not (config.quantize_4bit and not config.use_peft), "4-bit quantization needs an adapter method (qlora or qdora)"),
+        (not (config.use_dora and not config.use_peft), "DoRA needs use_peft"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return config
+
+
+def _arg_type(tp):
+    """The argparse type for a dataclass field type (Optional[X] -> X)."""
+    if get_origin(tp) is not None and type(None) in get_args(tp):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    return tp
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "y"):
+        return True
+    if lowered in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in --help, and the script's docstring (with its example commands) kept as written."""
+
+
+def build_parser(defaults: RunConfig, *, description: str = "") -> argparse.ArgumentParser:
+    """An argparse parser whose defaults are the layered config.
+
+    Written here rather than with HfArgumentParser because its defaults come from the dataclass field
+    defaults, and ours come from the layered presets; the help strings still come from the dataclass.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    hints = get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        tp = _arg_type(hints[f.name])
+        default = getattr(defaults, f.name)
+        kwargs = {"default": default, "help": f.metadata["help"], "dest": f.name}
+        if tp is bool:
+            # `--smoke` alone means true; `--use_dora false` is also accepted.
+            parser.add_argument(f"--{f.name}", type=_parse_bool, nargs="?", const=True, **kwargs)
+        elif get_origin(tp) is list:
+            parser.add_argument(f"--{f.name}", type=str, nargs="+", **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=tp, **kwargs)
+    return parser
+
+
+def layered_defaults(model_size: str, method: str, *, smoke: bool) -> RunConfig:
+    if model_size not in MODEL_PRESETS:
+        raise ConfigError(f"model size {model_size!r}: choose one of {sorted(MODEL_PRESETS)}")
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: choose one of {list(METHODS)}")
+    values = {"model_size": model_size, "method": method, **MODEL_PRESETS[model_size], **METHODS[method]}
+    if smoke:
+        smoke_values = dict(SMOKE_PRESET)
+        values["learning_rate"] *= smoke_values.pop("learning_rate_scale")
+        values.update(smoke_values, smoke=True)
+    return RunConfig(**values)
+
+
+def parse_config(model_size: str, method: str, argv: Optional[list[str]] = None, *, description: str = "") -> RunConfig:
+    """Resolve the config of one run from the layers and the command line."""
+    # Pre-parse the flags that pick the lower layers, so `--help` shows the defaults the run will use.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--smoke", type=_parse_bool, nargs="?", const=True, default=False)
+    pre.add_argument("--method", default=method)
+    pre.add_argument("--model_size", default=model_size)
+    known, _ = pre.parse_known_args(argv)
+    defaults = layered_defaults(known.model_size, known.method, smoke=known.smoke)
+    namespace = build_parser(defaults, description=description).parse_args(argv)
+    return validate(RunConfig(**vars(namespace)))

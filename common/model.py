@@ -1,0 +1,154 @@
+"""Models for every method, built from config fields (no per-method code branches).
+
+full  = the pre-trained model, all weights trained
+lora  = + LoRA adapters (peft); dora = + use_dora
+qlora = base weights in 4-bit NF4 (bitsandbytes) + LoRA; qdora = + use_dora
+In every adapter method the QA head (`qa_outputs`, randomly initialised) is trained and saved with the
+adapter (peft `modules_to_save`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import RunConfig
+from .data import SMOKE_DATA_DIR
+
+QA_HEAD = "qa_outputs"
+
+# The tiny BERT of smoke mode: small enough that a whole run takes seconds on a CPU, with the shape of
+# BERTimbau otherwise (WordPiece, absolute positions, token types). Widths are multiples of 64, the
+# bitsandbytes 4-bit block size.
+SMOKE_MODEL_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 256,
+    "max_position_embeddings": 512,
+}
+SMOKE_VOCAB = SMOKE_DATA_DIR / "vocab.txt"
+
+
+def cache_dir() -> Path:
+    """Where built artefacts (the smoke model, tokenized features) are cached between runs."""
+    return Path(os.environ.get("BERTIMBAU_QA_CACHE", Path.home() / ".cache" / "bertimbau_peft_qa"))
+
+
+def ensure_smoke_model() -> Path:
+    """Build (once) a randomly initialised tiny BERT QA model and its tokenizer in a local directory.
+
+    It is saved like a Hub checkpoint, so smoke runs load it through the same `from_pretrained` path
+    (quantization included) as the real models. Seeded, so every build gives the same weights.
+    """
+    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
+
+    key = hashlib.sha256(SMOKE_VOCAB.read_bytes() + repr(sorted(SMOKE_MODEL_SHAPE.items())).encode()).hexdigest()[:12]
+    target = cache_dir() / f"tiny-bert-pt-{key}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-bert-"))
+    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False, strip_accents=False)
+    config = BertConfig(vocab_size=len(tokenizer), **SMOKE_MODEL_SHAPE)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertForQuestionAnswering(config)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, target)  # atomic: concurrent smoke runs never see a half-written model
+    except OSError:  # another process won the race
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_precision(config: RunConfig) -> str:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (autocast there is slower)."""
+    if config.precision != "auto":
+        return config.precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def quantization_config(config: RunConfig):
+    """The paper's QLoRA/QDoRA base: 4-bit NF4, double quantization, bfloat16 compute."""
+    if not config.quantize_4bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    compute_dtype = torch.float16 if resolve_precision(config) == "fp16" else torch.bfloat16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        # The fresh QA head must stay trainable in full precision; quantized, peft cannot train it.
+        llm_int8_skip_modules=[QA_HEAD],
+    )
+
+
+def adapter_config(config: RunConfig):
+    """LoRA (or DoRA) on the target modules; the QA head is trained and saved in full."""
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.QUESTION_ANS,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        use_dora=config.use_dora,
+        modules_to_save=[QA_HEAD],
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameters; a 4-bit weight packs two values per byte, so it counts double."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            n *= 2 * param.element_size()
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def load_model(config: RunConfig, *, model_name: Optional[str] = None) -> torch.nn.Module:
+    """The model of a run: pre-trained weights, optionally 4-bit, optionally wrapped with adapters."""
+    from transformers import AutoModelForQuestionAnswering
+
+    name = model_name or config.model_name
+    quant = quantization_config(config)
+    kwargs = {"attn_implementation": "sdpa"}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForQuestionAnswering.from_pretrained(name, **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # peft turns gradient checkpointing on by default here; it costs ~30% speed and the paper's
+        # models fit without it, so it follows the config instead.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    peft_config = adapter_config(config)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()
+        model = get_peft_model(model, peft_config)
+    return model

@@ -1,0 +1,289 @@
+"""One fine-tuning run, top to bottom: config -> data -> features -> model -> train -> evaluate -> results.
+
+Every `bertimbau_*/main*.py` script calls `main(model_size=..., method=...)`; nothing here depends on
+which script called it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+from . import squad_metric
+from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
+from .data import (
+    SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
+)
+from .postprocess import postprocess_qa_predictions
+from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
+from .results import append_result, git_state, library_versions
+
+logger = logging.getLogger("bertimbau_qa")
+LABELS = ("start_positions", "end_positions")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO, force=True)
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+
+
+def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
+    """(training examples, evaluation examples, a label saying where they came from)."""
+    if config.train_file:
+        train = load_squad_file(config.train_file)
+        evaluation = load_squad_file(config.validation_file)
+        source = f"files:{Path(config.train_file).name}|{Path(config.validation_file).name}"
+    elif config.smoke:
+        train, evaluation = load_squad_file(SMOKE_TRAIN_FILE), load_squad_file(SMOKE_VALIDATION_FILE)
+        source = "smoke:shipped"
+    else:
+        splits = load_hub_dataset(config.dataset, revision=config.dataset_revision)
+        train, evaluation = splits["train"], splits["validation"]
+        source = f"hub:{config.dataset}" + (f"@{config.dataset_revision}" if config.dataset_revision else "")
+    if config.max_train_samples:
+        train = train[: config.max_train_samples]
+    if config.max_eval_samples:
+        evaluation = evaluation[: config.max_eval_samples]
+    return train, evaluation, source
+
+
+def build_features(examples: list[dict], prepare, *, tokenizer, config: RunConfig, description: str):
+    """Tokenize examples into windows with `datasets.map` (batched, with a progress bar)."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(examples)
+    return dataset.map(
+        partial(prepare, tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride),
+        batched=True,
+        remove_columns=dataset.column_names,
+        desc=description,
+    )
+
+
+def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
+    """Dynamic padding per batch; `length` is only for the length-grouped sampler, not the model."""
+    from transformers import DataCollatorWithPadding
+
+    pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def collate(features: list[dict]) -> dict:
+        return pad([{k: v for k, v in feature.items() if k != "length"} for feature in features])
+
+    return collate
+
+
+def peak_memory_mb(device: str) -> float:
+    """CUDA peak allocated on GPU; peak resident set size of the process on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name()}"
+    return "cpu"
+
+
+def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
+        lr_scheduler_type="linear",
+        optim="adamw_torch_fused",  # one kernel for all parameters instead of a loop over tensors
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        # Batches of similar lengths: with dynamic padding almost no padded token is computed.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
+        save_strategy="no",
+        report_to="none",
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        torch_compile=config.torch_compile,
+        dataloader_num_workers=config.dataloader_num_workers,
+        disable_tqdm=False,
+    )
+
+
+def run(config: RunConfig) -> dict:
+    """Train and evaluate one configuration; append its row to the results file and return the row."""
+    import torch
+    from transformers import AutoTokenizer, Trainer, set_seed
+
+    from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
+
+    logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
+    set_seed(config.seed)
+    output_dir = config.resolved_output_dir()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_name = config.model_name or str(ensure_smoke_model())
+    precision = resolve_precision(config)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left outside autocast
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats()
+
+    # --- data ---
+    train_examples, eval_examples, data_source = load_examples(config)
+    train_examples, alignment = align_training_answers(train_examples)
+    logger.info("Data %s: %s", data_source, alignment.summary())
+    if not train_examples:
+        raise DataError(f"{data_source}: no training answer could be aligned with its context; nothing to train on")
+    tokenizer = AutoTokenizer.from_pretrained(model_name)
+    if not tokenizer.is_fast:
+        raise ConfigError(f"--model_name {model_name}: needs a fast tokenizer (offsets are required for QA)")
+    train_features = build_features(train_examples, prepare_train_features, tokenizer=tokenizer, config=config,
+                                    description="Tokenizing training set")
+    if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
+        train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
+    eval_features = build_features(eval_examples, prepare_validation_features, tokenizer=tokenizer, config=config,
+                                   description="Tokenizing evaluation set")
+    # Longest first: each evaluation batch is padded to similar lengths, and an out-of-memory shows at once.
+    eval_features = eval_features.sort("length", reverse=True)
+    logger.info("%d training examples -> %d features; %d evaluation examples -> %d features",
+                len(train_examples), len(train_features), len(eval_examples), len(eval_features))
+
+    # --- model ---
+    model = load_model(config, model_name=model_name)
+    trainable, total = count_parameters(model)
+    logger.info("Method %s: %s trainable of %s parameters (%.2f%%)", config.method, f"{trainable:,}", f"{total:,}",
+                100 * trainable / total)
+
+    # --- train ---
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, precision=precision, output_dir=output_dir),
+        train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
+        data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    train_output = trainer.train()
+    train_time = time.perf_counter() - started
+
+    # --- evaluate ---
+    started = time.perf_counter()
+    model_inputs = eval_features.select_columns(list(MODEL_INPUTS))
+    start_logits, end_logits = trainer.predict(model_inputs).predictions[:2]
+    predictions = postprocess_qa_predictions(
+        example_ids=[e["id"] for e in eval_examples],
+        contexts=[e["context"] for e in eval_examples],
+        feature_example_ids=eval_features["example_id"],
+        context_start=eval_features["context_start"],
+        context_end=eval_features["context_end"],
+        offset_mapping=eval_features["offset_mapping"],
+        start_logits=start_logits,
+        end_logits=end_logits,
+        n_best_size=config.n_best_size,
+        max_answer_length=config.max_answer_length,
+    )
+    eval_time = time.perf_counter() - started
+    formatted = [{"id": qid, "prediction_text": p["text"]} for qid, p in predictions.items()]
+    references = [{"id": e["id"], "answers": e["answers"]} for e in eval_examples]
+    scores = squad_metric.compute(predictions=formatted, references=references)
+    scores_pt = squad_metric.compute_portuguese(predictions=formatted, references=references)
+
+    # --- save ---
+    (output_dir / "predictions.json").write_text(
+        json.dumps({qid: p["text"] for qid, p in predictions.items()}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model
+    (output_dir / "run_config.json").write_text(json.dumps(vars(config), indent=1, default=str), encoding="utf-8")
+
+    device = device_name()
+    commit, dirty = git_state(REPO_ROOT)
+    train_tokens = sum(train_features["length"]) * config.num_epochs
+    row = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_size": config.model_size,
+        "model_name": config.model_name or "smoke:tiny-bert-pt",
+        "method": config.method,
+        "learning_rate": config.learning_rate,
+        "num_epochs": config.num_epochs,
+        "batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "world_size": trainer.args.world_size,
+        "seed": config.seed,
+        "lora_r": config.lora_r if config.use_peft else None,
+        "lora_alpha": config.lora_alpha if config.use_peft else None,
+        "lora_dropout": config.lora_dropout if config.use_peft else None,
+        "target_modules": " ".join(config.target_modules) if config.use_peft else None,
+        "quantize_4bit": str(config.quantize_4bit).lower(),
+        "use_dora": str(config.use_dora).lower(),
+        "max_seq_length": config.max_seq_length,
+        "doc_stride": config.doc_stride,
+        "data_source": data_source,
+        "train_examples": len(train_examples),
+        "train_features": len(train_features),
+        "train_answers_dropped": alignment.dropped,
+        "eval_examples": len(eval_examples),
+        "eval_features": len(eval_features),
+        "f1": round(scores["f1"], 4),
+        "exact_match": round(scores["exact_match"], 4),
+        "f1_pt": round(scores_pt["f1"], 4),
+        "exact_match_pt": round(scores_pt["exact_match"], 4),
+        "train_time_s": round(train_time, 3),
+        "eval_time_s": round(eval_time, 3),
+        "train_tokens_per_s": round(train_tokens / train_time, 1),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "trainable_params": trainable,
+        "total_params": total,
+        "train_loss": round(float(train_output.training_loss), 6),
+        "device": device,
+        "precision": precision,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": library_versions(),
+        "status": "ok",
+        "error": None,
+        "output_dir": str(output_dir),
+    }
+    results_file = append_result(config.resolved_results_file(), row)
+    logger.info(
+        "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
+        "  train time  %.1f s (%.0f tokens/s)\n  eval time   %.1f s\n  peak memory %.0f MB (%s)\n"
+        "  outputs     %s\n  results row %s",
+        config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
+        scores_pt["exact_match"], train_time, train_tokens / train_time, eval_time, row["peak_memory_mb"], device,
+        output_dir, results_file,
+    )
+    return row
+
+
+def main(*, model_size: str, method: str, argv: Optional[list[str]] = None, description: str = "") -> int:
+    """Entry point of the scripts: exit status 0 on success, 2 on bad input (one-line message)."""
+    setup_logging()
+    try:
+        config = parse_config(model_size, method, argv, description=description)
+        run(config)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
