@@ -80,6 +80,23 @@ def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
     return collate
 
 
+def make_trainer_class():
+    """The HF Trainer with evaluation kept in feature order (built lazily: importing transformers is slow)."""
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer
+
+    class QATrainer(Trainer):
+        """transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
+        shuffles the windows, and `predict()` returns logits in that shuffled order; post-processing
+        needs them in the order of the features."""
+
+        def _get_eval_sampler(self, eval_dataset):
+            # Sequential on one process; None lets accelerate shard in order across processes.
+            return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    return QATrainer
+
+
 def peak_memory_mb(device: str) -> float:
     """CUDA peak allocated on GPU; peak resident set size of the process on CPU."""
     import torch
@@ -135,7 +152,7 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
 def run(config: RunConfig) -> dict:
     """Train and evaluate one configuration; append its row to the results file and return the row."""
     import torch
-    from transformers import AutoTokenizer, Trainer, set_seed
+    from transformers import AutoTokenizer, set_seed
 
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
 
@@ -177,7 +194,7 @@ def run(config: RunConfig) -> dict:
                 100 * trainable / total)
 
     # --- train ---
-    trainer = Trainer(
+    trainer = make_trainer_class()(
         model=model,
         args=training_arguments(config, precision=precision, output_dir=output_dir),
         train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
