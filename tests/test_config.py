@@ -1,0 +1,36 @@
+"""Config layers: defaults -> model preset -> method -> smoke -> command line; validation names the flag."""
+import pytest
+
+from common.config import REPO_ROOT, ConfigError, parse_config
+
+
+def test_paper_defaults_per_size_and_method():
+    full = parse_config("base", "full", [])
+    assert (full.model_name, full.batch_size, full.learning_rate) == ("neuralmind/bert-base-portuguese-cased", 16, 4.25e-5)
+    assert (full.num_epochs, full.weight_decay, full.max_grad_norm, full.max_seq_length, full.doc_stride) == (2, 0.01, 1.0, 384, 128)
+    qdora = parse_config("large", "qdora", [])
+    assert (qdora.model_name, qdora.batch_size, qdora.learning_rate) == ("neuralmind/bert-large-portuguese-cased", 8, 2e-4)
+    assert qdora.use_peft and qdora.use_dora and qdora.quantize_4bit
+    assert (qdora.lora_r, qdora.lora_alpha, qdora.lora_dropout) == (16, 32, 0.1)
+    assert qdora.target_modules == ["query", "key", "value", "attention.output.dense"]
+
+
+def test_command_line_wins_and_smoke_layers_in_between():
+    config = parse_config("base", "lora", ["--smoke", "--learning_rate", "1e-3", "--target_modules", "query", "value"])
+    assert config.smoke and config.model_name == "" and config.max_seq_length == 128
+    assert config.learning_rate == 1e-3 and config.target_modules == ["query", "value"]
+    assert config.resolved_results_file() == REPO_ROOT / "results" / "smoke_runs.csv"
+    assert parse_config("base", "lora", []).resolved_results_file() == REPO_ROOT / "results" / "runs.csv"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning_rate", "-1"], "--learning_rate -1.0"),
+    (["--doc_stride", "384"], "--doc_stride 384"),
+    (["--batch_size", "0"], "--batch_size 0"),
+    (["--train_file", "x.json"], "--train_file and --validation_file"),
+    (["--method", "adapterfusion"], "--method 'adapterfusion'"),
+    (["--precision", "int8"], "--precision 'int8'"),
+])
+def test_bad_values_are_refused_by_name(argv, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse_config("base", "lora", argv)
