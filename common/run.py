@@ -11,12 +11,12 @@ import resource
 import sys
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
 from . import squad_metric
 from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
+from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
@@ -53,19 +53,6 @@ def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
     if config.max_eval_samples:
         evaluation = evaluation[: config.max_eval_samples]
     return train, evaluation, source
-
-
-def build_features(examples: list[dict], prepare, *, tokenizer, config: RunConfig, description: str):
-    """Tokenize examples into windows with `datasets.map` (batched, with a progress bar)."""
-    from datasets import Dataset
-
-    dataset = Dataset.from_list(examples)
-    return dataset.map(
-        partial(prepare, tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride),
-        batched=True,
-        remove_columns=dataset.column_names,
-        desc=description,
-    )
 
 
 def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
@@ -129,14 +116,14 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         max_grad_norm=config.max_grad_norm,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         lr_scheduler_type="linear",
-        optim="adamw_torch_fused",  # one kernel for all parameters instead of a loop over tensors
+        optim=config.optim,
         seed=config.seed,
         data_seed=config.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         # Batches of similar lengths: with dynamic padding almost no padded token is computed.
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
         save_strategy="no",
@@ -176,16 +163,19 @@ def run(config: RunConfig) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_name)
     if not tokenizer.is_fast:
         raise ConfigError(f"--model_name {model_name}: needs a fast tokenizer (offsets are required for QA)")
-    train_features = build_features(train_examples, prepare_train_features, tokenizer=tokenizer, config=config,
-                                    description="Tokenizing training set")
+    windowing = {"tokenizer": tokenizer, "max_seq_length": config.max_seq_length, "doc_stride": config.doc_stride,
+                 "pad_to_max_length": config.pad_to_max_length, "use_cache": config.feature_cache}
+    train_features, train_hit = build_features(train_examples, prepare_train_features, **windowing,
+                                               description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features = build_features(eval_examples, prepare_validation_features, tokenizer=tokenizer, config=config,
-                                   description="Tokenizing evaluation set")
+    eval_features, eval_hit = build_features(eval_examples, prepare_validation_features, **windowing,
+                                             description="Tokenizing evaluation set")
     # Longest first: each evaluation batch is padded to similar lengths, and an out-of-memory shows at once.
     eval_features = eval_features.sort("length", reverse=True)
-    logger.info("%d training examples -> %d features; %d evaluation examples -> %d features",
-                len(train_examples), len(train_features), len(eval_examples), len(eval_features))
+    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features%s",
+                len(train_examples), len(train_features), " (from cache)" if train_hit else "",
+                len(eval_examples), len(eval_features), " (from cache)" if eval_hit else "")
 
     # --- model ---
     model = load_model(config, model_name=model_name)
