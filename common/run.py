@@ -67,18 +67,42 @@ def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
     return collate
 
 
+def qa_loss(*, start_logits, end_logits, start_positions, end_positions, attention_mask):
+    """BERT's QA loss (mean of start and end cross-entropy over positions) with padding masked out.
+
+    `BertForQuestionAnswering` lets padded positions compete in the softmax, so its loss depends on how
+    far a batch is padded; masking them makes the loss of a window the same under dynamic padding and
+    under padding to 384, and no training signal is spent pushing down logits of padding.
+    """
+    import torch
+
+    def one_side(logits, positions):
+        logits = logits.float().masked_fill(attention_mask == 0, torch.finfo(torch.float32).min)
+        return torch.nn.functional.cross_entropy(logits, positions.clamp(0, logits.size(1) - 1))
+
+    return (one_side(start_logits, start_positions) + one_side(end_logits, end_positions)) / 2
+
+
 def make_trainer_class():
-    """The HF Trainer with evaluation kept in feature order (built lazily: importing transformers is slow)."""
+    """The HF Trainer with the padding-masked QA loss and evaluation in feature order (built lazily:
+    importing transformers is slow)."""
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
     class QATrainer(Trainer):
-        """transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
-        shuffles the windows, and `predict()` returns logits in that shuffled order; post-processing
-        needs them in the order of the features."""
+        loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = {key: inputs.pop(key) for key in LABELS}
+            outputs = model(**inputs)
+            loss = qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
+                           attention_mask=inputs["attention_mask"], **labels)
+            return (loss, outputs) if return_outputs else loss
 
         def _get_eval_sampler(self, eval_dataset):
-            # Sequential on one process; None lets accelerate shard in order across processes.
+            # transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
+            # shuffles the windows, and `predict()` returns logits in that shuffled order; post-processing
+            # needs them in feature order. Sequential on one process; None lets accelerate shard in order.
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     return QATrainer

@@ -6,7 +6,7 @@ from common.data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_fil
 from common.feature_cache import build_features, feature_cache_key
 from common.model import ensure_smoke_model
 from common.preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
-from common.run import collate_without_length
+from common.run import collate_without_length, qa_loss
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,11 @@ def loss_of(batch, attn_implementation):
 
     model = AutoModelForQuestionAnswering.from_pretrained(ensure_smoke_model(), attn_implementation=attn_implementation)
     model.eval()  # no dropout: the two paddings must give the same numbers
+    labels = {k: batch[k] for k in ("start_positions", "end_positions")}
     with torch.no_grad():
-        return model(**batch).loss.item()
+        out = model(**{k: v for k, v in batch.items() if k not in labels})
+    return qa_loss(start_logits=out.start_logits, end_logits=out.end_logits, attention_mask=batch["attention_mask"],
+                   **labels).item()
 
 
 def batch_of(features, tokenizer):
@@ -38,6 +41,18 @@ def test_dynamic_padding_gives_the_same_loss_as_padding_to_max_length(examples, 
     padded = batch_of(prepare_train_features(columns, pad_to_max_length=True, **kwargs), smoke_tokenizer)
     assert padded["input_ids"].shape[1] == 192 and dynamic["input_ids"].shape[1] < 192  # padding really differs
     assert loss_of(dynamic, attn_implementation) == pytest.approx(loss_of(padded, attn_implementation), abs=1e-5)
+
+
+def test_masked_loss_equals_bert_loss_without_padding(examples, smoke_tokenizer):
+    """With no padding in the batch, the masked loss is exactly BertForQuestionAnswering's own loss."""
+    from transformers import AutoModelForQuestionAnswering
+
+    one = {k: [examples[0][k]] for k in examples[0]}
+    batch = batch_of(prepare_train_features(one, tokenizer=smoke_tokenizer, max_seq_length=192, doc_stride=48),
+                     smoke_tokenizer)
+    model = AutoModelForQuestionAnswering.from_pretrained(ensure_smoke_model()).eval()
+    with torch.no_grad():
+        assert model(**batch).loss.item() == pytest.approx(loss_of(batch, "eager"), abs=1e-6)
 
 
 def test_sdpa_and_eager_attention_agree(examples, smoke_tokenizer):
