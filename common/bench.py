@@ -288,7 +288,8 @@ def peak_flops(device_name: str):
     return None
 
 
-def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: Path, shapes=None) -> list[dict]:
+def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: Path, shapes=None,
+              overrides: dict | None = None) -> list[dict]:
     import torch
     from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast, TrainerCallback
 
@@ -310,7 +311,7 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
                 BertForQuestionAnswering(BertConfig(vocab_size=BERTIMBAU_VOCAB_SIZE, **shape)).save_pretrained(model_dir)
             for method in methods:
                 config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir),
-                                 logging_steps=10_000)
+                                 logging_steps=10_000, **(overrides or {}))
                 steps = warmup_steps + timed_steps
                 features = synthetic_features(steps * config.batch_size, vocab_size=BERTIMBAU_VOCAB_SIZE,
                                               max_seq_length=config.max_seq_length, seed=config.seed)
@@ -340,7 +341,13 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
                     data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if on_gpu else None),
                     callbacks=[Clock()],
                 )
-                trainer.train()
+                try:
+                    trainer.train()
+                except Exception as exc:  # one failing configuration must not lose the others' numbers
+                    print(f"[bench] {size} {method}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                    rows.append({"device": device, "model_size": size, "method": method, "error": repr(exc)[:300]})
+                    del trainer, model
+                    continue
                 seconds = marks[steps] - marks[warmup_steps]
                 tokens_per_s = timed_steps * config.batch_size * lengths.mean() / seconds
                 flops = training_flops_per_token(shape=shape, trainable_linear=trainable_linear,
@@ -349,6 +356,7 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
                 projected = 2 * FULL_TRAIN_FEATURES * LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2) / tokens_per_s
                 row = {
                     "device": device, "model_size": size, "method": method, "batch_size": config.batch_size,
+                    "torch_compile": config.torch_compile,
                     "precision": precision, "steps_per_s": round(timed_steps / seconds, 2),
                     "real_tokens_per_s": round(tokens_per_s), "peak_memory_mb": round(
                         torch.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan"), 0),
@@ -370,8 +378,9 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    fieldnames = list(dict.fromkeys(key for row in rows for key in row))  # a failed row has fewer columns
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
 
