@@ -137,7 +137,7 @@ def figure_f1_em(table: Table, *, model_size: str) -> Figure:
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
     bar_legend(fig, entries=[("F1", F1_COLOR), ("EM (exact match)", EM_COLOR)])
-    fig.suptitle(f"{MODEL_LABELS[model_size]}: F1 and EM on Portuguese SQuAD v1.1 per method\n"
+    fig.suptitle(f"{MODEL_LABELS[model_size]}: F1 and EM per method\n"
                  f"({source_note(table)}; {runs_note(table)})", fontsize=12)
     return fig
 

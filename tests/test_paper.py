@@ -2,6 +2,7 @@
 import ast
 import csv
 import math
+import re
 import statistics
 import struct
 import subprocess
@@ -278,3 +279,12 @@ def test_paper_imports_nothing_from_training_code():
             else:
                 continue
             assert not {name.split(".")[0] for name in names} & training, f"{path.name} imports {names}"
+
+
+def test_committed_figures_and_readme_image_exist():
+    for name, size in PNG_SIZES.items():  # regenerated from results/paper_reported.csv and committed
+        assert (PAPER_DIR / "figures" / f"{name}.pdf").exists()
+        assert png_size(PAPER_DIR / "figures" / f"{name}.png") == size
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+    assert "paper/figures/lr_comparison.png" in images
+    assert all((REPO_ROOT / image).exists() for image in images)
