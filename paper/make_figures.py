@@ -31,7 +31,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from results_table import (  # noqa: E402  (paper/ is on sys.path when this file runs as a script)
     EPOCHS, LEARNING_RATES, METHOD_LABELS, METHODS, MODEL_LABELS, MODEL_SIZES, PAPER_RESULTS, PEFT_METHODS,
-    REPO_ROOT, SETTINGS, ResultsError, Stat, Table, format_lr, format_setting, load_table, speedup_over_full,
+    REPO_ROOT, SETTINGS, ResultsError, Stat, Table, format_lr, format_setting, load_table, compute_speedup,
 )
 
 DPI = 130  # PNG resolution: legible on screen and small enough to commit
@@ -51,7 +51,7 @@ COLLAPSE_FRACTION = 0.25
 # ---------------------------------------------------------------- drawing helpers
 
 
-def value_text(stat: Stat, *, decimals: int = 1, suffix: str = "") -> str:
+def format_value(stat: Stat, *, decimals: int = 1, suffix: str = "") -> str:
     """"81.3" for one run; "81.3\n±0.4" (mean and std) for several."""
     text = f"{stat.mean:.{decimals}f}{suffix}"
     return text + (f"\n±{stat.std:.{decimals}f}" if stat.n > 1 else "")
@@ -69,7 +69,7 @@ def draw_bars(ax, *, xs: list, stats: list, width: float, color: str, decimals: 
                     fmt="none", ecolor="black", elinewidth=0.8, capsize=2.5)
     for x, s in present:
         top = s.mean + (s.std if s.n > 1 else 0.0)
-        ax.annotate(value_text(s, decimals=decimals, suffix=suffix), (x, top), xytext=(0, 2),
+        ax.annotate(format_value(s, decimals=decimals, suffix=suffix), (x, top), xytext=(0, 2),
                     textcoords="offset points", ha="center", va="bottom", fontsize=fontsize, linespacing=0.95)
 
 
@@ -80,30 +80,30 @@ def mark_missing(ax, *, x: float, status: Optional[str], fontsize: float = 8, ro
             color=MISSING_COLOR, style="italic", rotation=rotation)
 
 
-def runs_note(table: Table) -> str:
+def describe_runs(table: Table) -> str:
     if table.max_runs > 1:
         return f"mean of up to {table.max_runs} runs (seeds) per configuration; error bars: standard deviation"
     return "one run per configuration"
 
 
-def source_note(table: Table) -> str:
+def describe_source(table: Table) -> str:
     if table.from_paper:
         return "numbers reported by the paper"
     return f"runs from {table.path.name}"
 
 
-def slot_axis(ax, *, labels: list[str]) -> None:
+def set_slot_axis(ax, *, labels: list[str]) -> None:
     """One tick per group of bars, and fixed limits: a group with no bar keeps its place (for its "n/a")."""
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels)
     ax.set_xlim(-0.6, len(labels) - 0.4)
 
 
-def method_ticks(ax, methods=METHODS) -> None:
-    slot_axis(ax, labels=[METHOD_LABELS[m] for m in methods])
+def set_method_ticks(ax, methods=METHODS) -> None:
+    set_slot_axis(ax, labels=[METHOD_LABELS[m] for m in methods])
 
 
-def bar_legend(fig: Figure, *, entries: list[tuple[str, str]], extra: tuple = ()) -> None:
+def add_bar_legend(fig: Figure, *, entries: list[tuple[str, str]], extra: tuple = ()) -> None:
     """Legend below the panels from (label, colour) pairs: right even when a panel has no bar of a kind."""
     handles = list(extra) + [Patch(color=color, label=label) for label, color in entries]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
@@ -112,7 +112,7 @@ def bar_legend(fig: Figure, *, entries: list[tuple[str, str]], extra: tuple = ()
 # ---------------------------------------------------------------- the figures
 
 
-def figure_f1_em(table: Table, *, model_size: str) -> Figure:
+def plot_f1_em(table: Table, *, model_size: str) -> Figure:
     """Fig. 1/2: per setting (2x2: epochs x lr), an F1 bar and an EM bar for each method, values printed."""
     fig = Figure(figsize=(12, 8), layout="constrained")
     axes = fig.subplots(len(EPOCHS), len(LEARNING_RATES), sharey=True)
@@ -131,25 +131,25 @@ def figure_f1_em(table: Table, *, model_size: str) -> Figure:
                     mark_missing(ax, x=x, status=table.unfinished.get(key))
             ax.set_ylim(0, 100)
             ax.set_title(f"{epochs} epochs, learning rate {format_lr(lr)}", fontsize=11)
-            method_ticks(ax)
+            set_method_ticks(ax)
             if col == 0:
                 ax.set_ylabel("Score (%)")
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
-    bar_legend(fig, entries=[("F1", F1_COLOR), ("EM (exact match)", EM_COLOR)])
+    add_bar_legend(fig, entries=[("F1", F1_COLOR), ("EM (exact match)", EM_COLOR)])
     fig.suptitle(f"{MODEL_LABELS[model_size]}: F1 and EM per method\n"
-                 f"({source_note(table)}; {runs_note(table)})", fontsize=12)
+                 f"({describe_source(table)}; {describe_runs(table)})", fontsize=12)
     return fig
 
 
-def collapsed(table: Table, *, key: tuple, other_lr: float) -> bool:
+def is_collapsed(table: Table, *, key: tuple, other_lr: float) -> bool:
     """F1 far below the same method's F1 at the other learning rate (see COLLAPSE_FRACTION)."""
     size, method, _lr, epochs = key
     f1, other = table.stat(key, "f1"), table.stat((size, method, other_lr, epochs), "f1")
     return f1 is not None and other is not None and f1.mean < COLLAPSE_FRACTION * other.mean
 
 
-def figure_lr_comparison(table: Table, *, epochs: int = EPOCHS[0]) -> Figure:
+def plot_lr_comparison(table: Table, *, epochs: int = EPOCHS[0]) -> Figure:
     """Fig. 3: (a) Base and (b) Large at 2 epochs, F1 at lr 4.25e-5 beside 2e-4, gains printed for PEFT."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     axes = fig.subplots(1, len(MODEL_SIZES), sharey=True)
@@ -168,29 +168,30 @@ def figure_lr_comparison(table: Table, *, epochs: int = EPOCHS[0]) -> Figure:
             for offset, key, stat, other in ((-width / 2, low_key, low_f1, high), (width / 2, high_key, high_f1, low)):
                 if stat is None:
                     mark_missing(ax, x=x + offset, status=table.unfinished.get(key), fontsize=7, rotation=90)
-                elif collapsed(table, key=key, other_lr=other):
+                elif is_collapsed(table, key=key, other_lr=other):
                     ax.annotate("(collapsed)", (x + offset, stat.mean), xytext=(0, 16 if stat.n == 1 else 26),
                                 textcoords="offset points", ha="center", va="bottom", fontsize=8,
                                 color="#b2182b", rotation=90)
             if method in PEFT_METHODS and low_f1 is not None and high_f1 is not None:
                 top = max(s.mean + (s.std if s.n > 1 else 0.0) for s in (low_f1, high_f1))
-                ax.annotate(f"{high_f1.mean - low_f1.mean:+.1f}", (x, top), xytext=(0, 14 if max(low_f1.n, high_f1.n) == 1 else 24),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=9, fontweight="bold",
+                above = 14 if max(low_f1.n, high_f1.n) == 1 else 24  # clear of the one- or two-line value label
+                ax.annotate(f"{high_f1.mean - low_f1.mean:+.1f}", (x, top), xytext=(0, above), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=9, fontweight="bold",
                             color="#b2182b" if high_f1.mean < low_f1.mean else "#1a6e1a")
         ax.set_ylim(0, 100)
         ax.set_title(f"({letter}) {MODEL_LABELS[size]}, {epochs} epochs", fontsize=11)
-        method_ticks(ax)
+        set_method_ticks(ax)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("F1 (%)")
-    bar_legend(fig, entries=[(f"lr {format_lr(low)} (standard BERT)", LR_COLORS[low]),
+    add_bar_legend(fig, entries=[(f"lr {format_lr(low)} (standard BERT)", LR_COLORS[low]),
                              (f"lr {format_lr(high)} (high, for PEFT)", LR_COLORS[high])])
     fig.suptitle("Effect of the learning rate: F1 at 4.25e-5 and at 2e-4 (bold: gain of 2e-4 in F1 points)\n"
-                 f"({source_note(table)}; {runs_note(table)})", fontsize=12)
+                 f"({describe_source(table)}; {describe_runs(table)})", fontsize=12)
     return fig
 
 
-def time_unit(seconds: list[float]) -> tuple[float, str]:
+def choose_time_unit(seconds: list[float]) -> tuple[float, str]:
     """Hours for the paper's runs, minutes or seconds for short (debug, smoke) ones: readable tick labels."""
     longest = max(seconds, default=0.0)
     if longest >= 2 * 3600:
@@ -200,7 +201,7 @@ def time_unit(seconds: list[float]) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def missing_list(table: Table, *, keys: list) -> str:
+def list_missing(table: Table, *, keys: list) -> str:
     """A footnote naming the configurations without a finished run (a count when there are many)."""
     missing = [k for k in keys if table.stat(k, "f1") is None]
     if not missing:
@@ -211,25 +212,25 @@ def missing_list(table: Table, *, keys: list) -> str:
     return "n/a (no finished run): " + ", ".join(names)
 
 
-def empty_panel(ax, *, text: str) -> None:
+def mark_empty_panel(ax, *, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=MISSING_COLOR, style="italic")
 
 
-def figure_efficiency(table: Table, *, model_size: str) -> Figure:
+def plot_efficiency(table: Table, *, model_size: str) -> Figure:
     """F1 against training time for all methods and settings: marker shape = method, colour = setting."""
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.subplots()
     keys = [(model_size, m, lr, ep) for m in METHODS for lr, ep in SETTINGS]
     present = [(k, table.stat(k, "f1"), table.stat(k, "train_time_s")) for k in keys]
     present = [(k, f1, t) for k, f1, t in present if f1 is not None and t is not None]
-    scale, unit = time_unit([t.mean for _k, _f1, t in present])
+    scale, unit = choose_time_unit([t.mean for _k, _f1, t in present])
     for (size, method, lr, epochs), f1, t in present:
         ax.errorbar(t.mean / scale, f1.mean, xerr=t.std / scale if t.n > 1 else None,
                     yerr=f1.std if f1.n > 1 else None, marker=METHOD_MARKERS[method], markersize=8,
                     color=SETTING_COLORS[(lr, epochs)], markeredgecolor="black", markeredgewidth=0.5,
                     linestyle="none", elinewidth=0.8, capsize=2.5)
     if not present:
-        empty_panel(ax, text=f"n/a: no finished run of {MODEL_LABELS[model_size]}")
+        mark_empty_panel(ax, text=f"n/a: no finished run of {MODEL_LABELS[model_size]}")
     ax.set_xlabel(f"Training time ({unit})")
     ax.set_ylabel("F1 (%)")
     ax.set_xlim(0, max([1.0] + [(t.mean + (t.std if t.n > 1 else 0.0)) / scale for _k, _f1, t in present]) * 1.08)
@@ -240,16 +241,16 @@ def figure_efficiency(table: Table, *, model_size: str) -> Figure:
     setting_handles = [Patch(color=SETTING_COLORS[s], label=format_setting(*s)) for s in SETTINGS]
     fig.legend(handles=method_handles + setting_handles, loc="outside right upper", fontsize=8.5,
                title="marker: method\ncolour: setting", title_fontsize=9)
-    footnote = missing_list(table, keys=keys)
+    footnote = list_missing(table, keys=keys)
     if footnote:
         ax.text(0.01, 0.99, footnote, transform=ax.transAxes, ha="left", va="top", fontsize=8, color=MISSING_COLOR,
                 style="italic", wrap=True)
-    fig.suptitle(f"{MODEL_LABELS[model_size]}: F1 against training time\n({source_note(table)}; {runs_note(table)})",
-                 fontsize=12)
+    fig.suptitle(f"{MODEL_LABELS[model_size]}: F1 against training time\n"
+                 f"({describe_source(table)}; {describe_runs(table)})", fontsize=12)
     return fig
 
 
-def speedup_missing_reason(table: Table, *, key: tuple) -> Optional[str]:
+def explain_missing_speedup(table: Table, *, key: tuple) -> Optional[str]:
     """Why a speed-up bar is empty: the method's failed rows, else a missing full fine-tuning run, else nothing."""
     size, _method, lr, epochs = key
     full = (size, "full", lr, epochs)
@@ -260,7 +261,7 @@ def speedup_missing_reason(table: Table, *, key: tuple) -> Optional[str]:
     return None
 
 
-def figure_speedup(table: Table, *, model_size: str) -> Figure:
+def plot_speedup(table: Table, *, model_size: str) -> Figure:
     """Training-time speed-up of each PEFT method over full fine-tuning, grouped by setting, dashed line at 1x."""
     fig = Figure(figsize=(10, 5.5), layout="constrained")
     ax = fig.subplots()
@@ -268,27 +269,27 @@ def figure_speedup(table: Table, *, model_size: str) -> Figure:
     for i, method in enumerate(PEFT_METHODS):
         offset = (i - (len(PEFT_METHODS) - 1) / 2) * width
         xs = [g + offset for g in range(len(SETTINGS))]
-        stats = [speedup_over_full(table, (model_size, method, lr, ep)) for lr, ep in SETTINGS]
+        stats = [compute_speedup(table, (model_size, method, lr, ep)) for lr, ep in SETTINGS]
         draw_bars(ax, xs=xs, stats=stats, width=width, color=METHOD_COLORS[method], decimals=2, suffix="×")
         for x, stat, (lr, ep) in zip(xs, stats, SETTINGS):
             if stat is None:
-                mark_missing(ax, x=x, status=speedup_missing_reason(table, key=(model_size, method, lr, ep)),
+                mark_missing(ax, x=x, status=explain_missing_speedup(table, key=(model_size, method, lr, ep)),
                              fontsize=7, rotation=90)
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
-    slot_axis(ax, labels=[format_setting(*s) for s in SETTINGS])
+    set_slot_axis(ax, labels=[format_setting(*s) for s in SETTINGS])
     ax.set_xlabel("Setting (learning rate, epochs)")
     ax.set_ylabel("Speed-up over full fine-tuning (×, training time)")
     ax.set_ylim(0, max([1.5] + [p.get_height() for p in ax.patches]) * 1.2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    bar_legend(fig, entries=[(METHOD_LABELS[m], METHOD_COLORS[m]) for m in PEFT_METHODS],
+    add_bar_legend(fig, entries=[(METHOD_LABELS[m], METHOD_COLORS[m]) for m in PEFT_METHODS],
                extra=(Line2D([], [], color="black", linestyle="--", label="1× = full fine-tuning"),))
     fig.suptitle(f"{MODEL_LABELS[model_size]}: training-time speed-up over full fine-tuning in the same setting\n"
-                 f"({source_note(table)}; {runs_note(table)})", fontsize=12)
+                 f"({describe_source(table)}; {describe_runs(table)})", fontsize=12)
     return fig
 
 
-def memory_title(devices: tuple) -> str:
+def describe_memory(devices: tuple) -> str:
     """What peak_memory_mb measured: allocated CUDA memory on GPU, resident memory of the process on CPU."""
     gpu = any(d.startswith("cuda") for d in devices)
     cpu = any(not d.startswith("cuda") for d in devices)
@@ -297,7 +298,7 @@ def memory_title(devices: tuple) -> str:
     return "peak CUDA memory allocated" if gpu else "peak resident memory of the process (CPU runs)"
 
 
-def figure_peak_memory(table: Table) -> Figure:
+def plot_peak_memory(table: Table) -> Figure:
     """Peak memory per method and model, pooled over settings and seeds (they do not change what must fit)."""
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
@@ -309,16 +310,16 @@ def figure_peak_memory(table: Table) -> Figure:
         for x, stat in zip(xs, stats):
             if stat is None:
                 mark_missing(ax, x=x, status=None, fontsize=7)
-    method_ticks(ax)
+    set_method_ticks(ax)
     ax.set_xlabel("Method")
     ax.set_ylabel("Peak memory (MB)")
     ax.set_ylim(0, max([1.0] + [p.get_height() for p in ax.patches]) * 1.2)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    bar_legend(fig, entries=[(MODEL_LABELS[s], MODEL_COLORS[s]) for s in MODEL_SIZES])
+    add_bar_legend(fig, entries=[(MODEL_LABELS[s], MODEL_COLORS[s]) for s in MODEL_SIZES])
     spread = "mean ± std over settings and seeds" if any(s.n > 1 for s in table.memory.values()) else "one run"
     devices = ", ".join(table.devices) or "device not recorded"
-    fig.suptitle(f"Peak memory per method: {memory_title(table.devices)}\n({source_note(table)}; {spread}; "
+    fig.suptitle(f"Peak memory per method: {describe_memory(table.devices)}\n({describe_source(table)}; {spread}; "
                  f"{devices})", fontsize=12)
     return fig
 
@@ -336,15 +337,15 @@ COMPARISON_COLUMNS = [
 def compare_with_paper(ours: Table, *, paper: Table) -> list[dict]:
     """One row per configuration that both files have: the paper's F1/EM/time against our mean (and std)."""
     rows = []
-    for key in sorted(set(ours.cells) & set(paper.cells), key=grid_order):
+    for key in sorted(set(ours.cells) & set(paper.cells), key=order_on_grid):
         size, method, lr, epochs = key
         f1, em, time = (ours.stat(key, m) for m in ("f1", "exact_match", "train_time_s"))
         p_f1, p_em, p_time = (paper.stat(key, m) for m in ("f1", "exact_match", "train_time_s"))
         rows.append({
             "model_size": size, "method": method, "learning_rate": lr, "num_epochs": epochs, "runs": f1.n,
-            "paper_f1": p_f1.mean, "our_f1": round(f1.mean, 4), "our_f1_std": std_cell(f1),
+            "paper_f1": p_f1.mean, "our_f1": round(f1.mean, 4), "our_f1_std": format_std(f1),
             "delta_f1": round(f1.mean - p_f1.mean, 4),
-            "paper_exact_match": p_em.mean, "our_exact_match": round(em.mean, 4), "our_exact_match_std": std_cell(em),
+            "paper_exact_match": p_em.mean, "our_exact_match": round(em.mean, 4), "our_exact_match_std": format_std(em),
             "delta_exact_match": round(em.mean - p_em.mean, 4),
             "paper_train_time_s": p_time.mean, "our_train_time_s": round(time.mean, 3),
             "our_data_source": " ".join(ours.data_sources),
@@ -352,16 +353,16 @@ def compare_with_paper(ours: Table, *, paper: Table) -> list[dict]:
     return rows
 
 
-def grid_order(key: tuple) -> tuple:
+def order_on_grid(key: tuple) -> tuple:
     size, method, lr, epochs = key
     return (MODEL_SIZES.index(size), SETTINGS.index((lr, epochs)), METHODS.index(method))
 
 
-def std_cell(stat: Stat) -> str:
+def format_std(stat: Stat) -> str:
     return "" if stat.n < 2 else f"{stat.std:.4f}"
 
 
-def figure_ours_vs_paper(comparison: list[dict], *, ours: Table) -> Figure:
+def plot_ours_vs_paper(comparison: list[dict], *, ours: Table) -> Figure:
     """Per model, our F1 (mean ± std) against the paper's for each configuration in both; the diagonal is equality."""
     fig = Figure(figsize=(13, 6), layout="constrained")
     axes = fig.subplots(1, len(MODEL_SIZES), sharey=True)
@@ -374,7 +375,7 @@ def figure_ours_vs_paper(comparison: list[dict], *, ours: Table) -> Figure:
                         color=SETTING_COLORS[(r["learning_rate"], r["num_epochs"])], markeredgecolor="black",
                         markeredgewidth=0.5, elinewidth=0.8, capsize=2.5)
         if not rows:
-            empty_panel(ax, text=f"n/a: no configuration of {MODEL_LABELS[size]} in both files")
+            mark_empty_panel(ax, text=f"n/a: no configuration of {MODEL_LABELS[size]} in both files")
         else:
             gap = sum(abs(r["delta_f1"]) for r in rows) / len(rows)
             ax.text(0.02, 0.98, f"{len(rows)} of 20 configurations; mean |ΔF1| = {gap:.2f}", transform=ax.transAxes,
@@ -413,15 +414,15 @@ def build_figures(table: Table, *, comparison: Optional[list[dict]] = None) -> d
     """All figures the data allows, by file name (without extension)."""
     figures = {}
     for size in MODEL_SIZES:
-        figures[f"fig_bertimbau_{size}_f1_mt_comparison"] = figure_f1_em(table, model_size=size)
-    figures["lr_comparison"] = figure_lr_comparison(table)
+        figures[f"fig_bertimbau_{size}_f1_mt_comparison"] = plot_f1_em(table, model_size=size)
+    figures["lr_comparison"] = plot_lr_comparison(table)
     for size in MODEL_SIZES:
-        figures[f"fig_bertimbau_{size}_efficiency"] = figure_efficiency(table, model_size=size)
-        figures[f"fig_bertimbau_{size}_speedup"] = figure_speedup(table, model_size=size)
+        figures[f"fig_bertimbau_{size}_efficiency"] = plot_efficiency(table, model_size=size)
+        figures[f"fig_bertimbau_{size}_speedup"] = plot_speedup(table, model_size=size)
     if table.has_memory:
-        figures["fig_peak_memory"] = figure_peak_memory(table)
+        figures["fig_peak_memory"] = plot_peak_memory(table)
     if comparison:
-        figures["fig_ours_vs_paper"] = figure_ours_vs_paper(comparison, ours=table)
+        figures["fig_ours_vs_paper"] = plot_ours_vs_paper(comparison, ours=table)
     return figures
 
 
@@ -433,7 +434,7 @@ def save_figure(fig: Figure, *, out: Path, name: str) -> list[Path]:
     return paths
 
 
-def default_out(results: Path) -> Path:
+def choose_out_dir(results: Path) -> Path:
     """paper/figures for the paper's numbers; paper/figures/<file stem>/ for runs, so they never overwrite those."""
     if results.resolve() == PAPER_RESULTS.resolve():
         return FIGURES_DIR
@@ -471,7 +472,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = args.out or default_out(args.results)
+    out = args.out or choose_out_dir(args.results)
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare_with_paper(table, paper=paper) if paper is not None else None
     written = []

@@ -55,7 +55,7 @@ class Stat:
 Key = tuple  # (model_size, method, learning_rate, num_epochs), learning rate and epochs as on the paper's grid
 
 
-def same_number(a: float, b: float) -> bool:
+def is_same_number(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=LR_REL_TOL, abs_tol=0.0)
 
 
@@ -71,6 +71,8 @@ def read_results(path: str | Path) -> list[dict]:
             rows = [{**row, "_line": reader.line_num} for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ResultsError(f"results file {path} is not a UTF-8 CSV file ({exc})") from None
+    except OSError as exc:
+        raise ResultsError(f"results file {path} cannot be read ({exc.strerror})") from None
     missing = [column for column in REQUIRED_COLUMNS if column not in columns]
     if missing:
         raise ResultsError(f"results file {path} lacks the column(s) {', '.join(missing)} (is it a results CSV?)")
@@ -107,15 +109,15 @@ def finished_runs(rows: list[dict], *, path: str | Path) -> list[dict]:
     return runs
 
 
-def grid_key(row: dict) -> Optional[Key]:
+def find_grid_key(row: dict) -> Optional[Key]:
     """The paper-grid configuration of a row, or None when its size, method, lr or epochs are not on the grid."""
     size, method = (row.get("model_size") or "").strip(), (row.get("method") or "").strip()
     try:
         lr, epochs = float(row["learning_rate"]), float(row["num_epochs"])
     except (TypeError, ValueError):
         return None
-    grid_lr = next((value for value in LEARNING_RATES if same_number(lr, value)), None)
-    grid_epochs = next((value for value in EPOCHS if same_number(epochs, value)), None)
+    grid_lr = next((value for value in LEARNING_RATES if is_same_number(lr, value)), None)
+    grid_epochs = next((value for value in EPOCHS if is_same_number(epochs, value)), None)
     if size not in MODEL_SIZES or method not in METHODS or grid_lr is None or grid_epochs is None:
         return None
     return (size, method, grid_lr, grid_epochs)
@@ -132,7 +134,7 @@ def aggregate(runs: list[dict]) -> dict[Key, dict[str, Optional[Stat]]]:
     """Per grid configuration, mean and std of F1, EM, training time and peak memory over its finished runs."""
     grouped: dict[Key, list[dict]] = {}
     for run in runs:
-        key = grid_key(run)
+        key = find_grid_key(run)
         if key is not None:
             grouped.setdefault(key, []).append(run)
     return {
@@ -141,12 +143,12 @@ def aggregate(runs: list[dict]) -> dict[Key, dict[str, Optional[Stat]]]:
     }
 
 
-def unfinished_statuses(rows: list[dict]) -> dict[Key, str]:
+def collect_unfinished(rows: list[dict]) -> dict[Key, str]:
     """Per grid configuration with no finished run, the statuses its rows report (e.g. "oom"), for the n/a label."""
-    finished = {grid_key(row) for row in rows if (row.get("status") or "").strip() == FINISHED}
+    finished = {find_grid_key(row) for row in rows if (row.get("status") or "").strip() == FINISHED}
     statuses: dict[Key, list[str]] = {}
     for row in rows:
-        key, status = grid_key(row), (row.get("status") or "").strip()
+        key, status = find_grid_key(row), (row.get("status") or "").strip()
         if key is not None and key not in finished and status and status not in statuses.get(key, []):
             statuses.setdefault(key, []).append(status)
     return {key: "/".join(values) for key, values in statuses.items()}
@@ -177,7 +179,7 @@ class Table:
         return bool(self.memory)
 
 
-def distinct(runs: list[dict], *, column: str) -> tuple:
+def collect_distinct(runs: list[dict], *, column: str) -> tuple:
     return tuple(sorted({(run.get(column) or "").strip() for run in runs} - {""}))
 
 
@@ -185,7 +187,7 @@ def pool_memory(runs: list[dict]) -> dict:
     """Peak memory per model and method over all its grid runs: lr and epochs do not change what fits in memory."""
     pooled: dict = {}
     for run in runs:
-        key = grid_key(run)
+        key = find_grid_key(run)
         if key is not None and run["peak_memory_mb"] is not None:
             pooled.setdefault(key[:2], []).append(run["peak_memory_mb"])
     return {key: summarize_values(values) for key, values in pooled.items()}
@@ -205,29 +207,29 @@ def load_table(path: str | Path) -> Table:
     return Table(
         path=path,
         cells=cells,
-        unfinished=unfinished_statuses(rows),
-        off_grid=sum(1 for run in runs if grid_key(run) is None),
-        data_sources=distinct(runs, column="data_source"),
-        devices=distinct(runs, column="device"),
+        unfinished=collect_unfinished(rows),
+        off_grid=sum(1 for run in runs if find_grid_key(run) is None),
+        data_sources=collect_distinct(runs, column="data_source"),
+        devices=collect_distinct(runs, column="device"),
         memory=pool_memory(runs),
         from_paper=all((run.get("source") or "").startswith("paper") for run in runs),
     )
 
 
-def reference_key(key: Key) -> Key:
+def find_reference_key(key: Key) -> Key:
     """Full fine-tuning of the same model and epochs at the standard lr: the denominator of "% of full F1"."""
     size, _method, _lr, epochs = key
     return (size, "full", REFERENCE_FULL_LR, epochs)
 
 
-def percent_of_full(table: Table, key: Key) -> Optional[float]:
-    f1, reference = table.stat(key, "f1"), table.stat(reference_key(key), "f1")
+def compute_percent_of_full(table: Table, key: Key) -> Optional[float]:
+    f1, reference = table.stat(key, "f1"), table.stat(find_reference_key(key), "f1")
     if f1 is None or reference is None or reference.mean <= 0:
         return None
     return 100.0 * f1.mean / reference.mean
 
 
-def speedup_over_full(table: Table, key: Key) -> Optional[Stat]:
+def compute_speedup(table: Table, key: Key) -> Optional[Stat]:
     """Training-time speed-up over full fine-tuning in the same setting (lr, epochs), std propagated to first order."""
     size, _method, lr, epochs = key
     time, full = table.stat(key, "train_time_s"), table.stat((size, "full", lr, epochs), "train_time_s")

@@ -26,7 +26,7 @@ from typing import Optional
 
 from results_table import (  # paper/ is on sys.path when this file runs as a script
     EPOCHS, FINISHED, LEARNING_RATES, METHODS, MODEL_SIZES, REPO_ROOT, ResultsError, format_lr, read_results,
-    same_number,
+    is_same_number,
 )
 
 SCRIPTS = {"full": "main.py", "lora": "main_lora.py", "qlora": "main_qlora.py", "dora": "main_dora.py",
@@ -74,7 +74,7 @@ def build_command(run: Run, *, results_file: Path, smoke: bool, output_root: Opt
     return command + extra
 
 
-def finished_rows(results_file: Path) -> list[dict]:
+def read_finished_rows(results_file: Path) -> list[dict]:
     """The rows with status ok; none when the file does not exist yet (ResultsError when it is not a results CSV)."""
     if not results_file.exists():
         return []
@@ -89,7 +89,7 @@ def is_finished(run: Run, *, rows: list[dict]) -> bool:
         except (TypeError, ValueError):
             continue  # e.g. a row without a seed (the paper's) never stands for one of our runs
         if ((row["model_size"], row["method"], seed) == (run.model_size, run.method, run.seed)
-                and same_number(lr, run.learning_rate) and same_number(epochs, run.num_epochs)):
+                and is_same_number(lr, run.learning_rate) and is_same_number(epochs, run.num_epochs)):
             return True
     return False
 
@@ -99,7 +99,7 @@ def execute(run: Run, *, command: list[str], results_file: Path) -> Optional[str
     status = subprocess.run(command, cwd=REPO_ROOT).returncode
     if status != 0:
         return f"exit status {status}"
-    if not is_finished(run, rows=finished_rows(results_file)):
+    if not is_finished(run, rows=read_finished_rows(results_file)):
         return f"exit status 0 but no finished row in {results_file}"
     return None
 
@@ -161,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        done = finished_rows(results_file)
+        done = read_finished_rows(results_file)
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -179,7 +179,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ran, failures, interrupted = [], {}, False
     for number, run in enumerate(todo, 1):
         # Checked again just before the run: another grid process may have finished it meanwhile.
-        if is_finished(run, rows=finished_rows(results_file)):
+        if is_finished(run, rows=read_finished_rows(results_file)):
             skipped += 1
             continue
         print(f"\n=== [{number}/{len(todo)}] {run.describe()}\n$ {shlex.join(commands[run])}", flush=True)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from results_table import (  # paper/ is on sys.path when this file runs as a script
     METHOD_LABELS, METHODS, MODEL_LABELS, MODEL_SIZES, PAPER_RESULTS, REFERENCE_FULL_LR, SETTINGS, ResultsError,
-    Stat, Table, format_lr, load_table, percent_of_full, speedup_over_full,
+    Stat, Table, format_lr, load_table, compute_percent_of_full, compute_speedup,
 )
 
 MISSING = "–"
@@ -40,14 +40,14 @@ def format_duration(stat: Optional[Stat]) -> str:
     return text + (f" ± {stat.std:.0f} s" if stat.n > 1 else "")
 
 
-def table_rows(table: Table, *, model_size: str) -> list[list[str]]:
+def build_rows(table: Table, *, model_size: str) -> list[list[str]]:
     """One row per setting and method, in the paper's order."""
     rows = []
     for lr, epochs in SETTINGS:
         for method in METHODS:
             key = (model_size, method, lr, epochs)
             f1 = table.stat(key, "f1")
-            percent, speedup = percent_of_full(table, key), speedup_over_full(table, key)
+            percent, speedup = compute_percent_of_full(table, key), compute_speedup(table, key)
             if f1 is None:
                 status = table.unfinished.get(key)
                 first = "n/a" + (f" ({status})" if status else "")
@@ -64,7 +64,7 @@ def table_rows(table: Table, *, model_size: str) -> list[list[str]]:
     return rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def format_markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -81,7 +81,7 @@ def render(table: Table) -> str:
     for size in MODEL_SIZES:
         done = sum(1 for key in table.cells if key[0] == size)
         parts.append(f"## {MODEL_LABELS[size]}: {done} of {len(SETTINGS) * len(METHODS)} configurations")
-        parts.append(markdown_table(header, table_rows(table, model_size=size)))
+        parts.append(format_markdown_table(header, build_rows(table, model_size=size)))
     notes = [
         f"% of full F1: F1 / F1 of full fine-tuning of the same model and epochs at lr {format_lr(REFERENCE_FULL_LR)} "
         "(the paper's convention: its full fine-tuning of Large diverged at 2e-4).",

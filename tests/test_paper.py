@@ -116,7 +116,7 @@ def bar_heights(fig):
                                             ("0.0000425", 4.25e-5), ("4.2500000001e-05", 4.25e-5),
                                             ("4e-05", None), ("1e-3", None)])
 def test_learning_rates_match_the_grid_as_numbers(text, expected):
-    key = results_table.grid_key({"model_size": "base", "method": "lora", "learning_rate": text, "num_epochs": "2.0"})
+    key = results_table.find_grid_key({"model_size": "base", "method": "lora", "learning_rate": text, "num_epochs": "2.0"})
     assert (key[2] if key else None) == expected
 
 
@@ -141,10 +141,10 @@ def test_partial_file_knows_what_is_missing_and_why(tmp_path):
 def test_ratios_use_the_papers_conventions():
     table = results_table.load_table(PAPER_CSV)
     # "LoRA reaches 95.8% of full fine-tuning F1 on Large (81.32 vs 84.86)": full at 4.25e-5, same epochs.
-    assert round(results_table.percent_of_full(table, ("large", "lora", 2e-4, 2)), 1) == 95.8
-    assert round(results_table.percent_of_full(table, ("large", "qlora", 2e-4, 2)), 1) == 94.3
+    assert round(results_table.compute_percent_of_full(table, ("large", "lora", 2e-4, 2)), 1) == 95.8
+    assert round(results_table.compute_percent_of_full(table, ("large", "qlora", 2e-4, 2)), 1) == 94.3
     # Speed-up over full fine-tuning in the same setting: 5:15:30 / 1:23:41.
-    speedup = results_table.speedup_over_full(table, ("large", "lora", 2e-4, 2))
+    speedup = results_table.compute_speedup(table, ("large", "lora", 2e-4, 2))
     assert speedup.mean == pytest.approx(18930 / 5021) and math.isnan(speedup.std)
 
 
@@ -175,7 +175,7 @@ def test_figures_from_multi_seed_runs_with_comparison(tmp_path):
 
 def test_multi_seed_bars_carry_error_bars_and_mean_labels(tmp_path):
     table = results_table.load_table(write_runs(tmp_path / "runs.csv", multi_seed_rows()))
-    fig = make_figures.figure_f1_em(table, model_size="large")
+    fig = make_figures.plot_f1_em(table, model_size="large")
     ax = fig.axes[0]  # 2 epochs, lr 2e-4
     assert len(ax.patches) == 10 and len(ax.collections) == 2  # 5 F1 + 5 EM bars, one error-bar set for each
     assert "81.49\n±1.26" in texts(fig)  # Large LoRA: mean 81.32 + 0.5/3, std of (-1, 0, 1.5)
@@ -197,7 +197,7 @@ def test_missing_configurations_are_na_slots_never_zero(tmp_path):
 
 
 def test_lr_comparison_prints_gains_and_marks_the_collapse():
-    fig = make_figures.figure_lr_comparison(results_table.load_table(PAPER_CSV))
+    fig = make_figures.plot_lr_comparison(results_table.load_table(PAPER_CSV))
     base, large = fig.axes[:2]
     base_texts, large_texts = [t.get_text() for t in base.texts], [t.get_text() for t in large.texts]
     assert {"+6.2", "+19.7", "+6.7", "+20.3"} <= set(base_texts)  # PAPER.md: "+6.2" for Base LoRA
@@ -207,8 +207,8 @@ def test_lr_comparison_prints_gains_and_marks_the_collapse():
 
 
 def test_default_output_folder_keeps_the_papers_figures():
-    assert make_figures.default_out(PAPER_CSV) == PAPER_DIR / "figures"
-    assert make_figures.default_out(REPO_ROOT / "results" / "runs.csv") == PAPER_DIR / "figures" / "runs"
+    assert make_figures.choose_out_dir(PAPER_CSV) == PAPER_DIR / "figures"
+    assert make_figures.choose_out_dir(REPO_ROOT / "results" / "runs.csv") == PAPER_DIR / "figures" / "runs"
 
 
 # ---------------------------------------------------------------- tables
