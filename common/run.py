@@ -15,13 +15,12 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
-from . import squad_metric
 from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
-from .postprocess import postprocess_qa_predictions
-from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
+from .inference import build_eval_features, predict_answers, score_predictions
+from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
 
 logger = logging.getLogger("bertimbau_qa")
@@ -180,10 +179,8 @@ def run(config: RunConfig) -> dict:
                                     description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features = build_features(eval_examples, prepare_validation_features, tokenizer=tokenizer, config=config,
-                                   description="Tokenizing evaluation set")
-    # Longest first: each evaluation batch is padded to similar lengths, and an out-of-memory shows at once.
-    eval_features = eval_features.sort("length", reverse=True)
+    eval_features = build_eval_features(eval_examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
+                                        doc_stride=config.doc_stride)
     logger.info("%d training examples -> %d features; %d evaluation examples -> %d features",
                 len(train_examples), len(train_features), len(eval_examples), len(eval_features))
 
@@ -207,25 +204,10 @@ def run(config: RunConfig) -> dict:
 
     # --- evaluate ---
     started = time.perf_counter()
-    model_inputs = eval_features.select_columns(list(MODEL_INPUTS))
-    start_logits, end_logits = trainer.predict(model_inputs).predictions[:2]
-    predictions = postprocess_qa_predictions(
-        example_ids=[e["id"] for e in eval_examples],
-        contexts=[e["context"] for e in eval_examples],
-        feature_example_ids=eval_features["example_id"],
-        context_start=eval_features["context_start"],
-        context_end=eval_features["context_end"],
-        offset_mapping=eval_features["offset_mapping"],
-        start_logits=start_logits,
-        end_logits=end_logits,
-        n_best_size=config.n_best_size,
-        max_answer_length=config.max_answer_length,
-    )
+    predictions = predict_answers(trainer, examples=eval_examples, features=eval_features,
+                                  n_best_size=config.n_best_size, max_answer_length=config.max_answer_length)
     eval_time = time.perf_counter() - started
-    formatted = [{"id": qid, "prediction_text": p["text"]} for qid, p in predictions.items()]
-    references = [{"id": e["id"], "answers": e["answers"]} for e in eval_examples]
-    scores = squad_metric.compute(predictions=formatted, references=references)
-    scores_pt = squad_metric.compute_portuguese(predictions=formatted, references=references)
+    scores, scores_pt = score_predictions(predictions, eval_examples)
 
     # --- save ---
     (output_dir / "predictions.json").write_text(
