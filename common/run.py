@@ -19,6 +19,7 @@ from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
+from .distributed import bind_local_device, quiet_replicas
 from .inference import build_eval_features, predict_answers, score_predictions
 from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
@@ -32,6 +33,7 @@ def setup_logging() -> None:
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    quiet_replicas()  # under torchrun / accelerate launch only the main process logs
 
 
 def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
@@ -139,6 +141,9 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
         save_strategy="no",
+        # Every trainable parameter is used in every step (BERT QA has no pooler); skipping DDP's search for
+        # unused ones saves a graph traversal per step, and a parameter left unused would fail loudly.
+        ddp_find_unused_parameters=False,
         report_to="none",
         logging_steps=config.logging_steps,
         logging_first_step=True,
@@ -148,8 +153,12 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
     )
 
 
-def run(config: RunConfig) -> dict:
-    """Train and evaluate one configuration; append its row to the results file and return the row."""
+def run(config: RunConfig) -> Optional[dict]:
+    """Train and evaluate one configuration; append its row to the results file and return the row.
+
+    Under `torchrun` / `accelerate launch` every process runs this (the Trainer makes it data-parallel); only
+    the main process writes files and the row, and the others return None.
+    """
     import torch
     from transformers import AutoTokenizer, set_seed
 
@@ -185,6 +194,7 @@ def run(config: RunConfig) -> dict:
                 len(train_examples), len(train_features), len(eval_examples), len(eval_features))
 
     # --- model ---
+    bind_local_device()
     model = load_model(config, model_name=model_name)
     trainable, total = count_parameters(model)
     logger.info("Method %s: %s trainable of %s parameters (%.2f%%)", config.method, f"{trainable:,}", f"{total:,}",
@@ -210,10 +220,12 @@ def run(config: RunConfig) -> dict:
     scores, scores_pt = score_predictions(predictions, eval_examples)
 
     # --- save ---
+    trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model (main process writes)
+    if not trainer.is_world_process_zero():
+        return None
     (output_dir / "predictions.json").write_text(
         json.dumps({qid: p["text"] for qid, p in predictions.items()}, ensure_ascii=False, indent=1), encoding="utf-8"
     )
-    trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model
     (output_dir / "run_config.json").write_text(json.dumps(vars(config), indent=1, default=str), encoding="utf-8")
 
     device = device_name()
@@ -229,6 +241,7 @@ def run(config: RunConfig) -> dict:
         "batch_size": config.batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "world_size": trainer.args.world_size,
+        "effective_batch_size": config.batch_size * config.gradient_accumulation_steps * trainer.args.world_size,
         "seed": config.seed,
         "lora_r": config.lora_r if config.use_peft else None,
         "lora_alpha": config.lora_alpha if config.use_peft else None,
@@ -267,11 +280,11 @@ def run(config: RunConfig) -> dict:
     results_file = append_result(config.resolved_results_file(), row)
     logger.info(
         "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
-        "  train time  %.1f s (%.0f tokens/s)\n  eval time   %.1f s\n  peak memory %.0f MB (%s)\n"
-        "  outputs     %s\n  results row %s",
+        "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
+        "  peak memory %.0f MB (%s)\n  outputs     %s\n  results row %s",
         config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
-        scores_pt["exact_match"], train_time, train_tokens / train_time, eval_time, row["peak_memory_mb"], device,
-        output_dir, results_file,
+        scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
+        eval_time, row["peak_memory_mb"], device, output_dir, results_file,
     )
     return row
 
