@@ -121,6 +121,11 @@ class RunConfig:
     )
     smoke: bool = _help("Offline smoke run: tiny local BERT and the shipped data (or your files).", default=False)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
+    report_to: str = _help(
+        "Trackers for loss, learning rate and final F1/EM: auto (tensorboard if installed, logs in <output_dir>/logs), "
+        "none, or a comma-separated list of tensorboard, wandb, mlflow.",
+        default="auto",
+    )
 
     @property
     def run_name(self) -> str:

@@ -23,6 +23,7 @@ from .distributed import bind_local_device, quiet_replicas
 from .inference import build_eval_features, predict_answers, score_predictions
 from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
+from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 
 logger = logging.getLogger("bertimbau_qa")
 LABELS = ("start_positions", "end_positions")
@@ -141,10 +142,11 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
         save_strategy="no",
+        report_to=resolve_report_to(config.report_to),
         # Every trainable parameter is used in every step (BERT QA has no pooler); skipping DDP's search for
         # unused ones saves a graph traversal per step, and a parameter left unused would fail loudly.
         ddp_find_unused_parameters=False,
-        report_to="none",
+        run_name=config.run_name,
         logging_steps=config.logging_steps,
         logging_first_step=True,
         torch_compile=config.torch_compile,
@@ -165,6 +167,7 @@ def run(config: RunConfig) -> Optional[dict]:
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
 
     logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
+    resolve_report_to(config.report_to)  # a tracker that is not installed stops the run before any work
     set_seed(config.seed)
     output_dir = config.resolved_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -201,13 +204,14 @@ def run(config: RunConfig) -> Optional[dict]:
                 100 * trainable / total)
 
     # --- train ---
-    trainer = make_trainer_class()(
-        model=model,
-        args=training_arguments(config, precision=precision, output_dir=output_dir),
-        train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
-        data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
-        processing_class=tokenizer,
-    )
+    with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
+        trainer = make_trainer_class()(
+            model=model,
+            args=training_arguments(config, precision=precision, output_dir=output_dir),
+            train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
+            data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+            processing_class=tokenizer,
+        )
     started = time.perf_counter()
     train_output = trainer.train()
     train_time = time.perf_counter() - started
@@ -218,6 +222,7 @@ def run(config: RunConfig) -> Optional[dict]:
                                   n_best_size=config.n_best_size, max_answer_length=config.max_answer_length)
     eval_time = time.perf_counter() - started
     scores, scores_pt = score_predictions(predictions, eval_examples)
+    log_final_metrics(trainer, scores=scores, scores_pt=scores_pt)
 
     # --- save ---
     trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model (main process writes)
