@@ -23,7 +23,7 @@ RESULT_COLUMNS = [
     "train_examples", "train_features", "train_answers_dropped", "eval_examples", "eval_features",
     # what came out
     "f1", "exact_match", "f1_pt", "exact_match_pt", "train_time_s", "eval_time_s", "train_tokens_per_s",
-    "peak_memory_mb", "trainable_params", "total_params", "train_loss",
+    "peak_memory_mb", "trainable_params", "total_params", "train_loss", "artifact_size_mb",
     # provenance
     "device", "precision", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
 ]

@@ -20,7 +20,9 @@ from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
 from .distributed import bind_local_device, quiet_replicas
+from .export import artifact_size_mb, write_merged_model
 from .inference import build_eval_features, predict_answers, score_predictions
+from .model_card import write_model_card
 from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
@@ -273,6 +275,7 @@ def run(config: RunConfig) -> Optional[dict]:
         "trainable_params": trainable,
         "total_params": total,
         "train_loss": round(float(train_output.training_loss), 6),
+        "artifact_size_mb": round(artifact_size_mb(output_dir), 3),
         "device": device,
         "precision": precision,
         "git_commit": commit,
@@ -282,15 +285,18 @@ def run(config: RunConfig) -> Optional[dict]:
         "error": None,
         "output_dir": str(output_dir),
     }
+    write_model_card(output_dir, config=config, row=row)  # replaces peft's empty template
     results_file = append_result(config.resolved_results_file(), row)
     logger.info(
         "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
         "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
-        "  peak memory %.0f MB (%s)\n  outputs     %s\n  results row %s",
+        "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
         config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
         scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
-        eval_time, row["peak_memory_mb"], device, output_dir, results_file,
+        eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
     )
+    if config.merge:  # after the row: a failed merge must not lose the run's results
+        write_merged_model(output_dir)
     return row
 
 
