@@ -132,6 +132,16 @@ class RunConfig:
     )
     smoke: bool = _help("Offline smoke run: tiny local BERT and the shipped data (or your files).", default=False)
     logging_steps: int = _help("Log the training loss every N optimizer steps.", default=50)
+    report_to: str = _help(
+        "Trackers for loss, learning rate and final F1/EM: auto (tensorboard if installed, logs in <output_dir>/logs), "
+        "none, or a comma-separated list of tensorboard, wandb, mlflow.",
+        default="auto",
+    )
+    merge: bool = _help(
+        "Also write a standalone model with the adapter merged in to <output_dir>/merged (LoRA/DoRA: same weights; "
+        "QLoRA/QDoRA: merged into a bfloat16 copy of the dequantized base, not bit-identical).",
+        default=False,
+    )
 
     @property
     def run_name(self) -> str:
@@ -177,6 +187,7 @@ def validate(config: RunConfig) -> RunConfig:
          "--train_file and --validation_file go together (or pass neither to use --dataset)"),
         (not (config.quantize_4bit and not config.use_peft), "4-bit quantization needs an adapter method (qlora or qdora)"),
         (not (config.use_dora and not config.use_peft), "DoRA needs use_peft"),
+        (not (config.merge and not config.use_peft), "--merge: full fine-tuning already saves a standalone model; merge is for adapter methods"),
     ]
     for ok, message in checks:
         if not ok:

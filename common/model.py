@@ -99,10 +99,14 @@ def adapter_config(config: RunConfig):
     """LoRA (or DoRA) on the target modules; the QA head is trained and saved in full."""
     if not config.use_peft:
         return None
-    from peft import LoraConfig, TaskType
+    from peft import LoraConfig
 
     return LoraConfig(
-        task_type=TaskType.QUESTION_ANS,
+        # No task type on purpose: peft's QUESTION_ANS wrapper (PeftModelForQuestionAnswering, up to at least
+        # 0.21) does not pass `token_type_ids` on to the model, so BERT would see every token as segment A and
+        # could not tell question from context, unlike full fine-tuning and unlike the merged model. The plain
+        # PeftModel passes every input through; the QA head is kept trainable by `modules_to_save` below.
+        task_type=None,
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,

@@ -14,15 +14,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from . import squad_metric
 from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
 from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
-from .postprocess import postprocess_qa_predictions
-from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
+from .distributed import bind_local_device, quiet_replicas
+from .export import artifact_size_mb, write_merged_model
+from .inference import build_eval_features, predict_answers, score_predictions
+from .model_card import write_model_card
+from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
+from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 
 logger = logging.getLogger("bertimbau_qa")
 LABELS = ("start_positions", "end_positions")
@@ -33,6 +36,7 @@ def setup_logging() -> None:
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    quiet_replicas()  # under torchrun / accelerate launch only the main process logs
 
 
 def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
@@ -151,7 +155,11 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
         save_strategy="no",
-        report_to="none",
+        report_to=resolve_report_to(config.report_to),
+        # Every trainable parameter is used in every step (BERT QA has no pooler); skipping DDP's search for
+        # unused ones saves a graph traversal per step, and a parameter left unused would fail loudly.
+        ddp_find_unused_parameters=False,
+        run_name=config.run_name,
         logging_steps=config.logging_steps,
         logging_first_step=True,
         torch_compile=config.torch_compile,
@@ -160,14 +168,19 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
     )
 
 
-def run(config: RunConfig) -> dict:
-    """Train and evaluate one configuration; append its row to the results file and return the row."""
+def run(config: RunConfig) -> Optional[dict]:
+    """Train and evaluate one configuration; append its row to the results file and return the row.
+
+    Under `torchrun` / `accelerate launch` every process runs this (the Trainer makes it data-parallel); only
+    the main process writes files and the row, and the others return None.
+    """
     import torch
     from transformers import AutoTokenizer, set_seed
 
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
 
     logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
+    resolve_report_to(config.report_to)  # a tracker that is not installed stops the run before any work
     set_seed(config.seed)
     output_dir = config.resolved_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -193,59 +206,48 @@ def run(config: RunConfig) -> dict:
                                                description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features, eval_hit = build_features(eval_examples, prepare_validation_features, **windowing,
-                                             description="Tokenizing evaluation set")
-    # Longest first: each evaluation batch is padded to similar lengths, and an out-of-memory shows at once.
-    eval_features = eval_features.sort("length", reverse=True)
-    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features%s",
+    eval_features = build_eval_features(eval_examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
+                                        doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
+                                        use_cache=config.feature_cache)
+    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features",
                 len(train_examples), len(train_features), " (from cache)" if train_hit else "",
-                len(eval_examples), len(eval_features), " (from cache)" if eval_hit else "")
+                len(eval_examples), len(eval_features))
 
     # --- model ---
+    bind_local_device()
     model = load_model(config, model_name=model_name)
     trainable, total = count_parameters(model)
     logger.info("Method %s: %s trainable of %s parameters (%.2f%%)", config.method, f"{trainable:,}", f"{total:,}",
                 100 * trainable / total)
 
     # --- train ---
-    trainer = make_trainer_class()(
-        model=model,
-        args=training_arguments(config, precision=precision, output_dir=output_dir),
-        train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
-        data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
-        processing_class=tokenizer,
-    )
+    with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
+        trainer = make_trainer_class()(
+            model=model,
+            args=training_arguments(config, precision=precision, output_dir=output_dir),
+            train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
+            data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+            processing_class=tokenizer,
+        )
     started = time.perf_counter()
     train_output = trainer.train()
     train_time = time.perf_counter() - started
 
     # --- evaluate ---
     started = time.perf_counter()
-    model_inputs = eval_features.select_columns(list(MODEL_INPUTS))
-    start_logits, end_logits = trainer.predict(model_inputs).predictions[:2]
-    predictions = postprocess_qa_predictions(
-        example_ids=[e["id"] for e in eval_examples],
-        contexts=[e["context"] for e in eval_examples],
-        feature_example_ids=eval_features["example_id"],
-        context_start=eval_features["context_start"],
-        context_end=eval_features["context_end"],
-        offset_mapping=eval_features["offset_mapping"],
-        start_logits=start_logits,
-        end_logits=end_logits,
-        n_best_size=config.n_best_size,
-        max_answer_length=config.max_answer_length,
-    )
+    predictions = predict_answers(trainer, examples=eval_examples, features=eval_features,
+                                  n_best_size=config.n_best_size, max_answer_length=config.max_answer_length)
     eval_time = time.perf_counter() - started
-    formatted = [{"id": qid, "prediction_text": p["text"]} for qid, p in predictions.items()]
-    references = [{"id": e["id"], "answers": e["answers"]} for e in eval_examples]
-    scores = squad_metric.compute(predictions=formatted, references=references)
-    scores_pt = squad_metric.compute_portuguese(predictions=formatted, references=references)
+    scores, scores_pt = score_predictions(predictions, eval_examples)
+    log_final_metrics(trainer, scores=scores, scores_pt=scores_pt)
 
     # --- save ---
+    trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model (main process writes)
+    if not trainer.is_world_process_zero():
+        return None
     (output_dir / "predictions.json").write_text(
         json.dumps({qid: p["text"] for qid, p in predictions.items()}, ensure_ascii=False, indent=1), encoding="utf-8"
     )
-    trainer.save_model(str(output_dir))  # PEFT: adapter + QA head only; full: the whole model
     (output_dir / "run_config.json").write_text(json.dumps(vars(config), indent=1, default=str), encoding="utf-8")
 
     device = device_name()
@@ -261,6 +263,7 @@ def run(config: RunConfig) -> dict:
         "batch_size": config.batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "world_size": trainer.args.world_size,
+        "effective_batch_size": config.batch_size * config.gradient_accumulation_steps * trainer.args.world_size,
         "seed": config.seed,
         "lora_r": config.lora_r if config.use_peft else None,
         "lora_alpha": config.lora_alpha if config.use_peft else None,
@@ -287,6 +290,7 @@ def run(config: RunConfig) -> dict:
         "trainable_params": trainable,
         "total_params": total,
         "train_loss": round(float(train_output.training_loss), 6),
+        "artifact_size_mb": round(artifact_size_mb(output_dir), 3),
         "device": device,
         "precision": precision,
         "git_commit": commit,
@@ -296,15 +300,18 @@ def run(config: RunConfig) -> dict:
         "error": None,
         "output_dir": str(output_dir),
     }
+    write_model_card(output_dir, config=config, row=row)  # replaces peft's empty template
     results_file = append_result(config.resolved_results_file(), row)
     logger.info(
         "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
-        "  train time  %.1f s (%.0f tokens/s)\n  eval time   %.1f s\n  peak memory %.0f MB (%s)\n"
-        "  outputs     %s\n  results row %s",
+        "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
+        "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
         config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
-        scores_pt["exact_match"], train_time, train_tokens / train_time, eval_time, row["peak_memory_mb"], device,
-        output_dir, results_file,
+        scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
+        eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
     )
+    if config.merge:  # after the row: a failed merge must not lose the run's results
+        write_merged_model(output_dir)
     return row
 
 

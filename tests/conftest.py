@@ -46,3 +46,50 @@ def smoke_tokenizer():
     from common.model import ensure_smoke_model
 
     return AutoTokenizer.from_pretrained(ensure_smoke_model())
+
+
+def run_smoke_script(script: str, out_dir: Path, *args: str, launcher: tuple = ()):
+    """Run `bertimbau_base/<script> --smoke` (optionally under a launcher such as torchrun); (row, stderr).
+
+    One epoch: the tests that use these runs check that artefacts reproduce and agree, which does not need a
+    model that has learned much.
+    """
+    import csv
+    import subprocess
+
+    results = out_dir.parent / f"{out_dir.name}.csv"
+    command = [*launcher, f"bertimbau_base/{script}", "--smoke", "--num_epochs", "1", "--output_dir", str(out_dir),
+               "--results_file", str(results), *args]
+    if not launcher:
+        command.insert(0, sys.executable)
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    with open(results, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A factory of smoke runs shared across test files, each trained once per session: method -> (dir, row).
+
+    Adapter runs are made with --merge, so their output directory also holds merged/. LoRA trains on all the
+    shipped data (the multi-process test compares against it); the others on 64 windows, which is enough for
+    tests of what a run saves and reproduces, and several times faster.
+    """
+    from types import SimpleNamespace
+
+    scripts = {"full": "main.py", "lora": "main_lora.py", "qlora": "main_qlora.py", "dora": "main_dora.py",
+               "qdora": "main_qdora.py"}
+    made = {}
+
+    def get(method: str):
+        if method not in made:
+            out = tmp_path_factory.mktemp("runs") / method
+            extra = (() if method == "full" else ("--merge",)) + (() if method == "lora" else ("--max_train_samples", "64"))
+            rows, log = run_smoke_script(scripts[method], out, *extra)
+            assert len(rows) == 1
+            made[method] = SimpleNamespace(dir=out, row=rows[0], log=log)
+        return made[method]
+
+    return get

@@ -61,3 +61,19 @@ def test_qlora_trains_on_cpu():
     out.loss.backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_adapter_model_reads_token_type_ids_like_the_plain_model(method):
+    # At initialisation LoRA's B is zero and DoRA's magnitude is the weight norm: the adapter model must
+    # compute exactly what the plain model computes, segment ids included (peft's QA wrapper drops them).
+    plain, adapted = build("full").eval(), build(method).eval()
+    ids = torch.randint(5, 1000, (2, 40))
+    segments = torch.zeros_like(ids)
+    segments[:, 15:] = 1  # question, then context
+    with torch.no_grad():
+        expected = plain(input_ids=ids, token_type_ids=segments).start_logits
+        got = adapted(input_ids=ids, token_type_ids=segments).start_logits
+        ignoring_segments = plain(input_ids=ids).start_logits
+    assert not torch.allclose(expected, ignoring_segments, atol=1e-4)  # the segments matter to this model
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
