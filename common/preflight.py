@@ -11,6 +11,17 @@ from .config import ConfigError, RunConfig
 from .results import RESULT_COLUMNS
 
 EXAMPLE_MODEL = "neuralmind/bert-base-portuguese-cased"
+SAVED_MODEL = (f"pass the folder of a saved model (save_pretrained: config.json, weights, tokenizer) or a Hub id "
+               f"such as {EXAMPLE_MODEL}")
+
+
+def load_checked_model(config: RunConfig, *, model_name: str):
+    """(the model's transformers config, its tokenizer), once all checks of the model and its flags passed."""
+    model_config = load_model_config(model_name)
+    check_model_is_bert_like(model_config, model_name=model_name)
+    check_weights_present(model_name)
+    check_target_modules(model_config, config=config, model_name=model_name)
+    return model_config, load_tokenizer(model_name, model_config=model_config)
 
 
 def load_model_config(model_name: str):
@@ -19,15 +30,13 @@ def load_model_config(model_name: str):
 
     path = Path(os.path.expanduser(model_name))
     if path.is_dir() and not (path / "config.json").is_file():
-        raise ConfigError(
-            f"--model_name {model_name}: directory has no config.json; pass the folder of a saved model "
-            f"(save_pretrained: config.json, weights, tokenizer) or a Hub id such as {EXAMPLE_MODEL}"
-        )
+        raise ConfigError(f"--model_name {model_name}: directory has no config.json; {SAVED_MODEL}")
     try:
         return AutoConfig.from_pretrained(model_name)
     except (OSError, ValueError, KeyError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        looks_like_path = model_name.startswith((".", "/", "~")) or os.sep + os.sep in model_name
+        # A Hub id is `name` or `owner/name`; anything else can only be a path.
+        looks_like_path = model_name.startswith((".", "/", "~")) or model_name.count("/") > 1
         what = "no such directory" if looks_like_path and not path.exists() else (
             f"not a local directory, and not loadable from the Hub ({reason})")
         raise ConfigError(
@@ -64,6 +73,14 @@ def check_model_is_bert_like(model_config, *, model_name: str) -> None:
     )
 
 
+def check_weights_present(model_name: str) -> None:
+    """A local folder without weights would fail only after the data is tokenized."""
+    path = Path(os.path.expanduser(model_name))
+    patterns = ("*.safetensors", "*.bin", "*.index.json")
+    if path.is_dir() and not any(next(path.glob(pattern), None) for pattern in patterns):
+        raise ConfigError(f"--model_name {model_name}: directory has no weights; {SAVED_MODEL}")
+
+
 def check_target_modules(model_config, *, config: RunConfig, model_name: str) -> None:
     """Every --target_modules name must match a module (peft only refuses a list where none matches)."""
     if not config.use_peft:
@@ -91,7 +108,31 @@ def _within_layer(name: str) -> str:
     return ".".join(parts[numbered[-1] + 1:]) if numbered else name
 
 
-def check_tokenizer(tokenizer, *, model_name: str) -> None:
+def load_tokenizer(model_name: str, *, model_config):
+    """The model's tokenizer, checked against what the QA pipeline needs and against the model's vocabulary."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name)
+    except (OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"--model_name {model_name}: cannot load its tokenizer ({reason}); save the tokenizer beside the model "
+            "(tokenizer.save_pretrained)"
+        ) from exc
+    check_tokenizer(tokenizer, model_name=model_name, vocab_size=getattr(model_config, "vocab_size", None))
+    return tokenizer
+
+
+def check_tokenizer(tokenizer, *, model_name: str, vocab_size: int | None = None) -> None:
+    # transformers 5 builds a tokenizer of special tokens only for a folder without tokenizer files: every
+    # word would become [UNK], and the run would train on nothing without an error.
+    if vocab_size and not vocab_size // 2 <= len(tokenizer) <= vocab_size:
+        raise ConfigError(
+            f"--model_name {model_name}: its tokenizer has {len(tokenizer)} tokens, the model's vocabulary "
+            f"{vocab_size}; the tokenizer files are missing or belong to another model: save the model's own "
+            "tokenizer beside it (tokenizer.save_pretrained)"
+        )
     if not tokenizer.is_fast:
         raise ConfigError(f"--model_name {model_name}: needs a fast tokenizer (offsets are required for QA)")
     if "token_type_ids" not in tokenizer.model_input_names:

@@ -23,9 +23,7 @@ from .data import (
 )
 from .faults import check_finite_loss, report_bad_input, run_recording_failures
 from .postprocess import postprocess_qa_predictions
-from .preflight import (
-    check_model_is_bert_like, check_results_file, check_target_modules, check_tokenizer, load_model_config,
-)
+from .preflight import check_results_file, load_checked_model
 from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
 from .results import append_result, git_state, library_versions
 
@@ -167,7 +165,7 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
 def run(config: RunConfig) -> dict:
     """Train and evaluate one configuration; append its row to the results file and return the row."""
     import torch
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
 
@@ -179,9 +177,7 @@ def run(config: RunConfig) -> dict:
     # Bad flags fail here, in seconds, before data is tokenized or weights are loaded.
     check_results_file(config.resolved_results_file())
     resume_from, prior_train_time = resume_point(config, output_dir)
-    model_config = load_model_config(model_name)
-    check_model_is_bert_like(model_config, model_name=model_name)
-    check_target_modules(model_config, config=config, model_name=model_name)
+    _, tokenizer = load_checked_model(config, model_name=model_name)
     precision = resolve_precision(config)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left outside autocast
@@ -197,8 +193,6 @@ def run(config: RunConfig) -> dict:
             f"{config.train_file or data_source}: no training answer occurs in its context ({alignment.dropped} "
             "dropped), nothing to train on; check that answer texts are copied from their contexts"
         )
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    check_tokenizer(tokenizer, model_name=model_name)
     train_features = build_features(train_examples, prepare_train_features, tokenizer=tokenizer, config=config,
                                     description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)

@@ -196,6 +196,21 @@ def vit_dir(tmp_path):
     return save_config(tmp_path / "tiny-vit", ViTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2))
 
 
+def bert_without_weights(tmp_path):
+    from transformers import BertConfig
+
+    return save_config(tmp_path / "bert-config-only", BertConfig(hidden_size=32, num_hidden_layers=1,
+                                                                 num_attention_heads=2, intermediate_size=64))
+
+
+def bert_without_tokenizer(tmp_path):
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    return save_config(tmp_path / "bert-no-tokenizer", BertForQuestionAnswering(config))
+
+
 def empty_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     return str(tmp_path / "empty")
@@ -215,6 +230,9 @@ BAD_FLAGS = [
     (t5_dir, ["tiny-t5", "'t5' is an encoder-decoder model"]),
     (vit_dir, ["tiny-vit", "without a question-answering head"]),
     (empty_dir, ["empty: directory has no config.json"]),
+    (bert_without_weights, ["bert-config-only: directory has no weights"]),
+    # transformers would build a tokenizer of 5 special tokens, and every word would become [UNK].
+    (bert_without_tokenizer, ["bert-no-tokenizer: its tokenizer has 5 tokens, the model's vocabulary 100"]),
     (lambda tmp_path: str(tmp_path / "no-such-model"), ["no-such-model: no such directory"]),
     (lambda tmp_path: "nobody-xyz/no-such-model-xyz", ["nobody-xyz/no-such-model-xyz: not a local directory, and not "
                                                         "loadable from the Hub", "hf download"]),
@@ -223,7 +241,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("flags, expected", BAD_FLAGS, ids=[
     "negative_lr", "nan_lr", "doc_stride", "method", "save_steps", "target_typo", "target_unknown", "gpt2", "t5",
-    "vit", "dir_without_config", "missing_dir", "hub_id_offline"])
+    "vit", "dir_without_config", "dir_without_weights", "dir_without_tokenizer", "missing_dir", "hub_id_offline"])
 def test_nonsense_flags_stop_before_training(flags, expected, tmp_path, results_file, capsys):
     argv = flags if isinstance(flags, list) else ["--model_name", flags(tmp_path)]
     before = results_file.read_bytes()
