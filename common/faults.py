@@ -41,7 +41,10 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def check_finite_loss(loss, *, step: int, learning_rate: float) -> None:
-    """Raise TrainingDiverged on a NaN or infinite loss (the Trainer would log it as a finite average)."""
+    """Raise TrainingDiverged on a NaN or infinite loss (the Trainer would log it as a finite average).
+
+    Reading the loss waits for the GPU, once per batch; the Trainer's own NaN filter already does so there.
+    """
     import torch
 
     if not bool(torch.isfinite(loss).all()):
