@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, get_args, get_origin, get_type_hints
@@ -45,6 +46,11 @@ SMOKE_PRESET: dict = {
     "num_epochs": 2.0,
     "learning_rate_scale": 5.0,  # a from-scratch tiny model needs a larger step than a pre-trained BERT
 }
+
+
+def cache_dir() -> Path:
+    """Where built artefacts (the smoke model, tokenized features) are kept between runs."""
+    return Path(os.environ.get("BERTIMBAU_QA_CACHE", Path.home() / ".cache" / "bertimbau_peft_qa"))
 
 
 class ConfigError(ValueError):
@@ -87,7 +93,7 @@ class RunConfig:
     num_epochs: float = _help("Training epochs (paper: 2 and 3).", default=2.0)
     batch_size: int = _help("Per-device training batch size (paper: 16 Base, 8 Large).", default=16)
     gradient_accumulation_steps: int = _help("Batches accumulated per optimizer step.", default=1)
-    eval_batch_size: int = _help("Per-device evaluation batch size.", default=64)
+    eval_batch_size: int = _help("Per-device evaluation batch size (windows are sorted by length, so big batches pad little).", default=128)
     weight_decay: float = _help("AdamW weight decay (paper: 0.01).", default=0.01)
     max_grad_norm: float = _help("Gradient clipping norm (paper: 1.0).", default=1.0)
     warmup_ratio: float = _help("Fraction of steps for linear warm-up (the paper reports none).", default=0.0)
@@ -108,10 +114,15 @@ class RunConfig:
     n_best_size: int = _help("Start and end candidates considered per window.", default=20)
     max_answer_length: int = _help("Longest answer in tokens.", default=30)
 
-    # --- speed and precision ---
+    # --- speed and precision (defaults: the fast path; each switch restores the paper's slower way) ---
     precision: str = _help("auto (bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32.", default="auto")
+    pad_to_max_length: bool = _help("Pad every window to --max_seq_length (default: pad each batch to its longest).", default=False)
+    group_by_length: bool = _help("Batch windows of similar length together (less padding).", default=True)
+    attn_implementation: str = _help("Attention kernel: sdpa (fused) or eager.", default="sdpa")
+    optim: str = _help("Optimizer (HF Trainer name); the fused AdamW updates all tensors in one kernel.", default="adamw_torch_fused")
     gradient_checkpointing: bool = _help("Trade compute for memory (off: the paper's GPUs fit without it).", default=False)
     torch_compile: bool = _help("Compile the model with torch.compile.", default=False)
+    feature_cache: bool = _help("Reuse tokenized windows cached on disk by an earlier run with the same data, tokenizer and windowing.", default=True)
     dataloader_num_workers: int = _help("Worker processes for the data loader.", default=0)
 
     # --- outputs ---
@@ -167,6 +178,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.n_best_size >= 1, f"--n_best_size {config.n_best_size}: must be >= 1"),
         (config.max_answer_length >= 1, f"--max_answer_length {config.max_answer_length}: must be >= 1"),
         (config.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {config.precision!r}: choose auto, bf16, fp16 or fp32"),
+        (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
         (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),
         (config.save_steps >= 0, f"--save_steps {config.save_steps}: must be >= 0 (0: no checkpoints)"),

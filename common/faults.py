@@ -100,9 +100,9 @@ def classify_failure(exc: BaseException, config: RunConfig) -> tuple[str, str, i
         return "interrupted", "stopped by Ctrl-C (SIGINT)", 128 + signal.SIGINT
     if is_out_of_memory(exc):
         phase = _failed_phase(exc)
-        return "oom", (f"out of memory during {phase} (--batch_size {config.batch_size} "
-                       f"--gradient_accumulation_steps {config.gradient_accumulation_steps}): "
-                       f"{oom_advice(config, phase=phase)}"), EXIT_FAILED
+        settings = f"--eval_batch_size {config.eval_batch_size}" if phase == "evaluation" else (
+            f"--batch_size {config.batch_size} --gradient_accumulation_steps {config.gradient_accumulation_steps}")
+        return "oom", f"out of memory during {phase} ({settings}): {oom_advice(config, phase=phase)}", EXIT_FAILED
     first_line = (str(exc).strip().splitlines() or [""])[0]
     return "failed", f"{type(exc).__name__}: {first_line}", EXIT_FAILED
 

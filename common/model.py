@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, cache_dir
 from .data import SMOKE_DATA_DIR
 
 QA_HEAD = "qa_outputs"
@@ -35,37 +35,38 @@ SMOKE_MODEL_SHAPE = {
 SMOKE_VOCAB = SMOKE_DATA_DIR / "vocab.txt"
 
 
-def cache_dir() -> Path:
-    """Where built artefacts (the smoke model, tokenized features) are cached between runs."""
-    return Path(os.environ.get("BERTIMBAU_QA_CACHE", Path.home() / ".cache" / "bertimbau_peft_qa"))
+def ensure_tiny_model(*, vocab_file: Path = SMOKE_VOCAB, shape: Optional[dict] = None) -> Path:
+    """Build (once) a randomly initialised small BERT QA model and its tokenizer in a local directory.
 
-
-def ensure_smoke_model() -> Path:
-    """Build (once) a randomly initialised tiny BERT QA model and its tokenizer in a local directory.
-
-    It is saved like a Hub checkpoint, so smoke runs load it through the same `from_pretrained` path
-    (quantization included) as the real models. Seeded, so every build gives the same weights.
+    It is saved like a Hub checkpoint, so smoke runs and benchmarks load it through the same
+    `from_pretrained` path (quantization included) as the real models. Seeded: every build is identical.
     """
     from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
 
-    key = hashlib.sha256(SMOKE_VOCAB.read_bytes() + repr(sorted(SMOKE_MODEL_SHAPE.items())).encode()).hexdigest()[:12]
+    shape = shape or SMOKE_MODEL_SHAPE
+    key = hashlib.sha256(Path(vocab_file).read_bytes() + repr(sorted(shape.items())).encode()).hexdigest()[:12]
     target = cache_dir() / f"tiny-bert-pt-{key}"
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-bert-"))
-    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False, strip_accents=False)
-    config = BertConfig(vocab_size=len(tokenizer), **SMOKE_MODEL_SHAPE)
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=False, strip_accents=False)
+    config = BertConfig(vocab_size=len(tokenizer), **shape)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = BertForQuestionAnswering(config)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     try:
-        os.replace(staging, target)  # atomic: concurrent smoke runs never see a half-written model
+        os.replace(staging, target)  # atomic: concurrent runs never see a half-written model
     except OSError:  # another process won the race
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def ensure_smoke_model() -> Path:
+    """The tiny BERT of smoke mode (shipped vocabulary, SMOKE_MODEL_SHAPE)."""
+    return ensure_tiny_model()
 
 
 def resolve_precision(config: RunConfig) -> str:
@@ -130,7 +131,7 @@ def load_model(config: RunConfig, *, model_name: Optional[str] = None) -> torch.
 
     name = model_name or config.model_name
     quant = quantization_config(config)
-    kwargs = {"attn_implementation": "sdpa"}
+    kwargs = {"attn_implementation": config.attn_implementation}
     if quant is not None:
         kwargs["quantization_config"] = quant
         if torch.cuda.is_available():

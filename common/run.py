@@ -11,13 +11,13 @@ import resource
 import sys
 import time
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
 from . import squad_metric
 from .checkpoint import checkpoint_arguments, checkpoint_callbacks, resume_point
 from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
+from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
@@ -62,19 +62,6 @@ def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
     return train, evaluation, source
 
 
-def build_features(examples: list[dict], prepare, *, tokenizer, config: RunConfig, description: str):
-    """Tokenize examples into windows with `datasets.map` (batched, with a progress bar)."""
-    from datasets import Dataset
-
-    dataset = Dataset.from_list(examples)
-    return dataset.map(
-        partial(prepare, tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride),
-        batched=True,
-        remove_columns=dataset.column_names,
-        desc=description,
-    )
-
-
 def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
     """Dynamic padding per batch; `length` is only for the length-grouped sampler, not the model."""
     from transformers import DataCollatorWithPadding
@@ -87,18 +74,42 @@ def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
     return collate
 
 
+def qa_loss(*, start_logits, end_logits, start_positions, end_positions, attention_mask):
+    """BERT's QA loss (mean of start and end cross-entropy over positions) with padding masked out.
+
+    `BertForQuestionAnswering` lets padded positions compete in the softmax, so its loss depends on how
+    far a batch is padded; masking them makes the loss of a window the same under dynamic padding and
+    under padding to 384, and no training signal is spent pushing down logits of padding.
+    """
+    import torch
+
+    def one_side(logits, positions):
+        logits = logits.float().masked_fill(attention_mask == 0, torch.finfo(torch.float32).min)
+        return torch.nn.functional.cross_entropy(logits, positions.clamp(0, logits.size(1) - 1))
+
+    return (one_side(start_logits, start_positions) + one_side(end_logits, end_positions)) / 2
+
+
 def make_trainer_class():
-    """The HF Trainer with evaluation kept in feature order (built lazily: importing transformers is slow)."""
+    """The HF Trainer with the padding-masked QA loss and evaluation in feature order (built lazily:
+    importing transformers is slow)."""
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
     class QATrainer(Trainer):
-        """transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
-        shuffles the windows, and `predict()` returns logits in that shuffled order; post-processing
-        needs them in the order of the features."""
+        loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = {key: inputs.pop(key) for key in LABELS}
+            outputs = model(**inputs)
+            loss = qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
+                           attention_mask=inputs["attention_mask"], **labels)
+            return (loss, outputs) if return_outputs else loss
 
         def _get_eval_sampler(self, eval_dataset):
-            # Sequential on one process; None lets accelerate shard in order across processes.
+            # transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
+            # shuffles the windows, and `predict()` returns logits in that shuffled order; post-processing
+            # needs them in feature order. Sequential on one process; None lets accelerate shard in order.
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
         def training_step(self, model, inputs, num_items_in_batch=None):
@@ -142,14 +153,14 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         max_grad_norm=config.max_grad_norm,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps in transformers 5
         lr_scheduler_type="linear",
-        optim="adamw_torch_fused",  # one kernel for all parameters instead of a loop over tensors
+        optim=config.optim,
         seed=config.seed,
         data_seed=config.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         # Batches of similar lengths: with dynamic padding almost no padded token is computed.
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
         **checkpoint_arguments(config),
@@ -193,16 +204,19 @@ def run(config: RunConfig) -> dict:
             f"{config.train_file or data_source}: no training answer occurs in its context ({alignment.dropped} "
             "dropped), nothing to train on; check that answer texts are copied from their contexts"
         )
-    train_features = build_features(train_examples, prepare_train_features, tokenizer=tokenizer, config=config,
-                                    description="Tokenizing training set")
+    windowing = {"tokenizer": tokenizer, "max_seq_length": config.max_seq_length, "doc_stride": config.doc_stride,
+                 "pad_to_max_length": config.pad_to_max_length, "use_cache": config.feature_cache}
+    train_features, train_hit = build_features(train_examples, prepare_train_features, **windowing,
+                                               description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features = build_features(eval_examples, prepare_validation_features, tokenizer=tokenizer, config=config,
-                                   description="Tokenizing evaluation set")
+    eval_features, eval_hit = build_features(eval_examples, prepare_validation_features, **windowing,
+                                             description="Tokenizing evaluation set")
     # Longest first: each evaluation batch is padded to similar lengths, and an out-of-memory shows at once.
     eval_features = eval_features.sort("length", reverse=True)
-    logger.info("%d training examples -> %d features; %d evaluation examples -> %d features",
-                len(train_examples), len(train_features), len(eval_examples), len(eval_features))
+    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features%s",
+                len(train_examples), len(train_features), " (from cache)" if train_hit else "",
+                len(eval_examples), len(eval_features), " (from cache)" if eval_hit else "")
 
     # --- model ---
     model = load_model(config, model_name=model_name)

@@ -73,12 +73,13 @@ def raise_cuda_oom(*args, **kwargs):
 @pytest.mark.parametrize("phase, patched, advice", [
     ("training", "training_step",
      "--batch_size 8 --gradient_accumulation_steps 4 (same effective batch of 32), or add --gradient_checkpointing"),
-    ("evaluation", "prediction_step", "try --eval_batch_size 32"),
+    ("evaluation", "prediction_step", "(--eval_batch_size 64): try --eval_batch_size 32"),
 ])
 def test_out_of_memory_is_recorded_as_oom_with_advice(phase, patched, advice, tmp_path, capsys, monkeypatch):
     # No GPU here: the Trainer's step raises what PyTorch raises when CUDA memory runs out.
     monkeypatch.setattr(transformers.Trainer, patched, raise_cuda_oom)
-    status, stderr, rows = run_small(tmp_path, capsys, "--batch_size", "16", "--gradient_accumulation_steps", "2")
+    status, stderr, rows = run_small(tmp_path, capsys, "--batch_size", "16", "--gradient_accumulation_steps", "2",
+                                     "--eval_batch_size", "64")
     assert status == 1
     assert_failure_row(rows, "oom", f"out of memory during {phase}", advice)
     assert last_line(stderr).startswith(f"error: out of memory during {phase}") and advice in last_line(stderr)

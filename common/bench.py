@@ -1,0 +1,418 @@
+"""Benchmark: this repository's training and evaluation path against the paper's way, and a GPU table.
+
+    python -m common.bench            # CPU comparison (always), then the GPU table when CUDA is available
+    python -m common.bench --cpu      # CPU comparison only
+    python -m common.bench --gpu      # GPU table only
+
+CPU comparison: the same small BERT (random weights), the same data and method (full fine-tuning), the same
+number of optimizer steps, run through
+  (a) ours: `common.run.run` as the scripts run it (dynamic padding, length-grouped batches, SDPA attention,
+      fused AdamW, padding-masked loss) and the vectorized post-processing;
+  (b) the paper's way: HF `Trainer` with `default_data_collator` on windows padded to 384, fp32, eager
+      attention, BERT's own loss, and the n-best loop of transformers' `utils_qa.py`.
+It trains and evaluates on the same questions (a randomly initialised model learns nothing that transfers in a
+few minutes, but it does fit its training questions), so F1 measures whether both arms learned equally.
+Data: `../shared/data/squad-v1.1-pt-sample.json` with the BERTimbau vocabulary when present, else the shipped
+demo data. Writes results/bench_cpu.csv; the last line printed is one JSON object.
+
+GPU table: BERTimbau-Base and -Large shapes (random weights: no download) x the five methods, trained through
+the same Trainer set-up as the scripts on windows whose lengths follow the Portuguese SQuAD distribution.
+Prints steps/s, real tokens/s, peak memory, model-FLOPs utilisation and the projected wall-clock of 2 epochs on
+the full training set next to the paper's time; writes results/bench_gpu.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import REPO_ROOT, layered_defaults
+from .data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_file
+from .model import SMOKE_VOCAB, ensure_tiny_model
+from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+REAL_SAMPLE = SHARED_DATA / "squad-v1.1-pt-sample.json"
+BERTIMBAU_VOCAB = SHARED_DATA / "bertimbau-base-portuguese-cased-vocab.txt"
+
+# Small enough for a few hundred CPU steps in minutes, big enough that matrix work (not Python overhead)
+# dominates a step, so the comparison measures what padding and kernels cost.
+CPU_BENCH_SHAPE = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512,
+                   "max_position_embeddings": 512}
+
+# BERTimbau shapes (PAPER.md "Setup": 12 layers/768/12 heads and 24/1024/16; vocabulary 29,794).
+GPU_SHAPES = {
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+    "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+}
+BERTIMBAU_VOCAB_SIZE = 29794
+
+# Full training set in windows: 87,599 questions (PAPER.md) x 1.064 windows per question at 384/128
+# (shared/data/SOURCES.md, measured on the public sample with the BERTimbau vocabulary).
+FULL_TRAIN_FEATURES = round(87599 * 1.064)
+# Window lengths (real tokens) on that sample (SOURCES.md): mean 215.5, median 202, 90th percentile 347. A
+# log-normal with median 202 and sigma 0.36 has mean 215.5; capped at 384 like the windows.
+LENGTH_MEDIAN, LENGTH_SIGMA = 202, 0.36
+
+# The paper's training wall-clock for 2 epochs, seconds (PAPER.md table; full at lr 4.25e-5, PEFT at 2e-4,
+# the scripts' defaults).
+PAPER_TIME_2_EPOCHS_S = {
+    ("base", "full"): 6004, ("base", "lora"): 1897, ("base", "qlora"): 1803, ("base", "dora"): 2423,
+    ("base", "qdora"): 2523,
+    ("large", "full"): 18939, ("large", "lora"): 5021, ("large", "qlora"): 4755, ("large", "dora"): 6457,
+    ("large", "qdora"): 7050,
+}
+
+# Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A4500": 94.6e12, "L4": 121e12}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The paper's post-processing, as in transformers' utils_qa.py (loops over 20 x 20 candidates per window)
+
+
+def postprocess_reference_loop(*, examples, features, start_logits, end_logits, n_best_size=20, max_answer_length=30):
+    """utils_qa.postprocess_qa_predictions for SQuAD v1: n-best among all tokens, then filtered."""
+    by_example: dict[str, list[int]] = {}
+    for i, example_id in enumerate(features["example_id"]):
+        by_example.setdefault(example_id, []).append(i)
+    predictions = {}
+    for example in examples:
+        candidates = []
+        for f in by_example[example["id"]]:
+            offsets = features["offset_mapping"][f]
+            context_start, context_end = features["context_start"][f], features["context_end"][f]
+            start_indexes = np.argsort(start_logits[f])[-1: -n_best_size - 1: -1].tolist()
+            end_indexes = np.argsort(end_logits[f])[-1: -n_best_size - 1: -1].tolist()
+            for s in start_indexes:
+                for e in end_indexes:
+                    if not (context_start <= s <= context_end and context_start <= e <= context_end):
+                        continue
+                    if e < s or e - s + 1 > max_answer_length:
+                        continue
+                    candidates.append({"offsets": (offsets[s][0], offsets[e][1]),
+                                       "score": start_logits[f][s] + end_logits[f][e]})
+        candidates = sorted(candidates, key=lambda c: c["score"], reverse=True)[:n_best_size]
+        if not candidates:
+            predictions[example["id"]] = ""
+            continue
+        scores = np.array([c["score"] for c in candidates])
+        probabilities = np.exp(scores - scores.max())
+        probabilities /= probabilities.sum()  # computed by utils_qa for its n-best file; part of its cost
+        start, end = candidates[0]["offsets"]
+        predictions[example["id"]] = example["context"][start:end]
+    return predictions
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CPU comparison
+
+
+def bench_data(max_examples: int):
+    """(examples, vocabulary, data label): the real sample with BERTimbau's vocabulary if present."""
+    if REAL_SAMPLE.exists() and BERTIMBAU_VOCAB.exists():
+        examples, vocab, label = load_squad_file(REAL_SAMPLE), BERTIMBAU_VOCAB, "squad-v1.1-pt-sample (BERTimbau vocab)"
+    else:
+        examples, vocab, label = load_squad_file(SMOKE_TRAIN_FILE), SMOKE_VOCAB, "shipped smoke data (smoke vocab)"
+    aligned, _ = align_training_answers(examples)
+    return aligned[:max_examples], vocab, label
+
+
+def run_baseline(*, config, examples, model_dir: Path, output_dir: Path) -> dict:
+    """The paper's way: padded to max length, default collator, fp32, eager attention, BERT's loss."""
+    import torch
+    from transformers import (
+        AutoModelForQuestionAnswering, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed,
+    )
+
+    from .feature_cache import build_features
+    from . import squad_metric
+
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    windowing = dict(tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
+                     pad_to_max_length=True)
+    train, _ = build_features(examples, prepare_train_features, **windowing, description="Baseline train windows")
+    evaluation, _ = build_features(examples, prepare_validation_features, **windowing, description="Baseline eval windows")
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir, attn_implementation="eager")
+    args = TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size, learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        warmup_steps=config.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch", seed=config.seed,
+        data_seed=config.seed, use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none",
+        logging_steps=10_000, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, data_collator=default_data_collator,
+                      train_dataset=train.select_columns([*MODEL_INPUTS, "start_positions", "end_positions"]))
+    started = time.perf_counter()
+    trainer.train()
+    train_time = time.perf_counter() - started
+    start_logits, end_logits = trainer.predict(evaluation.select_columns(list(MODEL_INPUTS))).predictions[:2]
+    columns = {k: evaluation[k] for k in ("example_id", "offset_mapping", "context_start", "context_end")}
+    started = time.perf_counter()
+    predictions = postprocess_reference_loop(examples=examples, features=columns, start_logits=start_logits,
+                                             end_logits=end_logits, n_best_size=config.n_best_size,
+                                             max_answer_length=config.max_answer_length)
+    postprocess_time = time.perf_counter() - started
+    scores = squad_metric.compute(
+        predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
+        references=[{"id": e["id"], "answers": e["answers"]} for e in examples],
+    )
+    return {"train_time_s": train_time, "f1": scores["f1"], "exact_match": scores["exact_match"],
+            "postprocess_time_s": postprocess_time, "real_tokens": sum(train["length"]) * config.num_epochs,
+            "logits": (start_logits, end_logits), "eval_columns": columns}
+
+
+def time_vectorized_postprocess(*, examples, columns, start_logits, end_logits, repeats: int = 3) -> float:
+    from .postprocess import postprocess_qa_predictions
+
+    best = math.inf
+    for _ in range(repeats):  # best of a few: post-processing is short and the machine may be busy
+        started = time.perf_counter()
+        postprocess_qa_predictions(
+            example_ids=[e["id"] for e in examples], contexts=[e["context"] for e in examples],
+            feature_example_ids=columns["example_id"], context_start=columns["context_start"],
+            context_end=columns["context_end"], offset_mapping=columns["offset_mapping"],
+            start_logits=start_logits, end_logits=end_logits,
+        )
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float, out_csv: Path) -> dict:
+    from .run import run
+
+    examples, vocab, data_label = bench_data(max_examples)
+    model_dir = ensure_tiny_model(vocab_file=vocab, shape=CPU_BENCH_SHAPE)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train_file = tmp / "bench.json"
+        train_file.write_text(json.dumps(examples, ensure_ascii=False), encoding="utf-8")
+        config = replace(
+            layered_defaults("base", "full", smoke=True), model_name=str(model_dir), train_file=str(train_file),
+            validation_file=str(train_file), max_seq_length=384, doc_stride=128, num_epochs=num_epochs,
+            learning_rate=learning_rate, warmup_ratio=0.1, logging_steps=10_000, results_file=str(tmp / "rows.csv"),
+            output_dir=str(tmp / "ours"),
+        )
+        print(f"[bench] CPU: {len(examples)} questions of {data_label}; model {CPU_BENCH_SHAPE}; "
+              f"{num_epochs:g} epochs at lr {learning_rate:g}, batch {config.batch_size}")
+        print("[bench] (b) baseline: padded to 384, default collator, fp32, eager attention, utils_qa loop")
+        baseline = run_baseline(config=config, examples=examples, model_dir=model_dir, output_dir=tmp / "baseline")
+        print("[bench] (a) ours: common.run.run with the default fast path")
+        ours = run(config)
+        start_logits, end_logits = baseline["logits"]
+        ours_postprocess = time_vectorized_postprocess(examples=examples, columns=baseline["eval_columns"],
+                                                       start_logits=start_logits, end_logits=end_logits)
+    result = {
+        "device": "cpu",
+        "data": data_label,
+        "examples": len(examples),
+        "train_features": ours["train_features"],
+        "steps": math.ceil(ours["train_features"] / config.batch_size) * num_epochs,
+        "train_tokens_per_s_ours": round(ours["train_tokens_per_s"], 1),
+        "train_tokens_per_s_baseline": round(baseline["real_tokens"] / baseline["train_time_s"], 1),
+        "postprocess_s_ours": round(ours_postprocess, 4),
+        "postprocess_s_baseline": round(baseline["postprocess_time_s"], 4),
+        "f1_ours": round(ours["f1"], 2),
+        "f1_baseline": round(baseline["f1"], 2),
+        "em_ours": round(ours["exact_match"], 2),
+        "em_baseline": round(baseline["exact_match"], 2),
+    }
+    result["train_speedup"] = round(result["train_tokens_per_s_ours"] / result["train_tokens_per_s_baseline"], 2)
+    result["postprocess_speedup"] = round(result["postprocess_s_baseline"] / result["postprocess_s_ours"], 1)
+    write_rows(out_csv, [result])
+    print(f"[bench] training: ours {result['train_tokens_per_s_ours']:,.0f} real tokens/s, baseline "
+          f"{result['train_tokens_per_s_baseline']:,.0f} -> {result['train_speedup']}x")
+    print(f"[bench] post-processing: ours {result['postprocess_s_ours'] * 1000:.1f} ms, baseline "
+          f"{result['postprocess_s_baseline'] * 1000:.1f} ms -> {result['postprocess_speedup']}x")
+    print(f"[bench] F1/EM after {result['steps']:g} steps: ours {result['f1_ours']}/{result['em_ours']}, "
+          f"baseline {result['f1_baseline']}/{result['em_baseline']}")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# GPU table
+
+
+def sample_lengths(n: int, *, max_seq_length: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    lengths = np.exp(rng.normal(math.log(LENGTH_MEDIAN), LENGTH_SIGMA, size=n)).round().astype(int)
+    return np.clip(lengths, 48, max_seq_length)
+
+
+def synthetic_features(n: int, *, vocab_size: int, max_seq_length: int, seed: int) -> list[dict]:
+    """Windows shaped like Portuguese SQuAD ones: [CLS] question [SEP] context [SEP], random token ids."""
+    rng = np.random.default_rng(seed + 1)
+    features = []
+    for length in sample_lengths(n, max_seq_length=max_seq_length, seed=seed):
+        question = int(rng.integers(8, 24))
+        ids = rng.integers(5, vocab_size, size=length)
+        ids[0], ids[question + 1], ids[-1] = 2, 3, 3  # [CLS] and [SEP] of the BERT vocabulary layout
+        start = int(rng.integers(question + 2, length - 1))
+        features.append({
+            "input_ids": ids.tolist(),
+            "token_type_ids": [0] * (question + 2) + [1] * (length - question - 2),
+            "attention_mask": [1] * length,
+            "start_positions": start,
+            "end_positions": min(start + int(rng.integers(0, 6)), length - 2),
+            "length": int(length),
+        })
+    return features
+
+
+def training_flops_per_token(*, shape: dict, trainable_linear: int, mean_sq_over_mean_len: float) -> float:
+    """Model FLOPs per real token for one training step (forward + backward).
+
+    Every linear weight costs 2 FLOPs per token forward and 2 backward for the activation gradient; only
+    trained weights cost 2 more for the weight gradient (frozen base weights in the adapter methods don't).
+    Attention scores and the weighted sum cost 4*h*s per token and layer forward, twice that backward.
+    """
+    h, layers, inter = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    linear = layers * (4 * h * h + 2 * h * inter) + 2 * h
+    attention = layers * 4 * h * mean_sq_over_mean_len
+    return 4 * linear + 2 * trainable_linear + 3 * attention
+
+
+def peak_flops(device_name: str):
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: Path, shapes=None,
+              overrides: dict | None = None) -> list[dict]:
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast, TrainerCallback
+
+    from .model import count_parameters, load_model, resolve_precision
+    from .run import collate_without_length, make_trainer_class, training_arguments
+
+    shapes = shapes or GPU_SHAPES
+    on_gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if on_gpu else "cpu"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only pads: id 0 either way
+        for size in sizes:
+            shape = {**shapes[size], "max_position_embeddings": 512}
+            model_dir = tmp / size
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                BertForQuestionAnswering(BertConfig(vocab_size=BERTIMBAU_VOCAB_SIZE, **shape)).save_pretrained(model_dir)
+            for method in methods:
+                config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir),
+                                 logging_steps=10_000, **(overrides or {}))
+                steps = warmup_steps + timed_steps
+                features = synthetic_features(steps * config.batch_size, vocab_size=BERTIMBAU_VOCAB_SIZE,
+                                              max_seq_length=config.max_seq_length, seed=config.seed)
+                lengths = np.array([f["length"] for f in features], dtype=float)
+                if on_gpu:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                model = load_model(config)
+                trainable, total = count_parameters(model)
+                trainable_linear = sum(p.numel() for n, p in model.named_parameters()
+                                       if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
+                precision = resolve_precision(config)
+                args = training_arguments(config, precision=precision, output_dir=tmp / f"{size}-{method}")
+                args.max_steps = steps
+                args.disable_tqdm = True
+                marks = {}
+
+                class Clock(TrainerCallback):
+                    def on_step_end(self, _args, state, _control, **_kwargs):
+                        if state.global_step in (warmup_steps, steps):
+                            if on_gpu:
+                                torch.cuda.synchronize()
+                            marks[state.global_step] = time.perf_counter()
+
+                trainer = make_trainer_class()(
+                    model=model, args=args, train_dataset=features, processing_class=tokenizer,
+                    data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if on_gpu else None),
+                    callbacks=[Clock()],
+                )
+                try:
+                    trainer.train()
+                except Exception as exc:  # one failing configuration must not lose the others' numbers
+                    print(f"[bench] {size} {method}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                    rows.append({"device": device, "model_size": size, "method": method, "error": repr(exc)[:300]})
+                    del trainer, model
+                    continue
+                seconds = marks[steps] - marks[warmup_steps]
+                tokens_per_s = timed_steps * config.batch_size * lengths.mean() / seconds
+                flops = training_flops_per_token(shape=shape, trainable_linear=trainable_linear,
+                                                 mean_sq_over_mean_len=float((lengths ** 2).mean() / lengths.mean()))
+                peak = peak_flops(device)
+                projected = 2 * FULL_TRAIN_FEATURES * LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2) / tokens_per_s
+                row = {
+                    "device": device, "model_size": size, "method": method, "batch_size": config.batch_size,
+                    "torch_compile": config.torch_compile,
+                    "precision": precision, "steps_per_s": round(timed_steps / seconds, 2),
+                    "real_tokens_per_s": round(tokens_per_s), "peak_memory_mb": round(
+                        torch.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan"), 0),
+                    "mfu_percent": round(100 * flops * tokens_per_s / peak, 1) if peak else "",
+                    "trainable_params": trainable, "total_params": total,
+                    "projected_2_epochs_s": round(projected, 1),
+                    "paper_2_epochs_s": PAPER_TIME_2_EPOCHS_S[(size, method)],
+                }
+                row["speedup_vs_paper"] = round(row["paper_2_epochs_s"] / projected, 1)
+                rows.append(row)
+                print(f"[bench] {size:5s} {method:5s} {row['steps_per_s']:7.2f} steps/s "
+                      f"{row['real_tokens_per_s']:>9,} tok/s  peak {row['peak_memory_mb']:>7} MB  "
+                      f"MFU {row['mfu_percent']}%  2 epochs ~{projected / 60:.1f} min (paper "
+                      f"{row['paper_2_epochs_s'] / 60:.0f} min, {row['speedup_vs_paper']}x)", flush=True)
+                del trainer, model
+    write_rows(out_csv, rows)
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fieldnames = list(dict.fromkeys(key for row in rows for key in row))  # a failed row has fewer columns
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv=None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu", action="store_true", help="CPU comparison only")
+    parser.add_argument("--gpu", action="store_true", help="GPU table only")
+    parser.add_argument("--examples", type=int, default=400, help="questions in the CPU comparison")
+    parser.add_argument("--epochs", type=float, default=4, help="epochs of the CPU comparison")
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="learning rate of the CPU comparison")
+    parser.add_argument("--sizes", nargs="+", default=["base", "large"], choices=list(GPU_SHAPES))
+    parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora", "dora", "qdora"])
+    parser.add_argument("--warmup_steps", type=int, default=10)
+    parser.add_argument("--timed_steps", type=int, default=40)
+    parser.add_argument("--out_dir", type=Path, default=REPO_ROOT / "results")
+    args = parser.parse_args(argv)
+    summary = {}
+    if not args.gpu:
+        summary = cpu_comparison(max_examples=args.examples, num_epochs=args.epochs, learning_rate=args.learning_rate,
+                                 out_csv=args.out_dir / "bench_cpu.csv")
+    if not args.cpu and torch.cuda.is_available():
+        rows = gpu_table(sizes=args.sizes, methods=args.methods, warmup_steps=args.warmup_steps,
+                         timed_steps=args.timed_steps, out_csv=args.out_dir / "bench_gpu.csv")
+        summary["gpu"] = rows
+    elif args.gpu:
+        print("[bench] no CUDA device: GPU table skipped")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The benchmark's code paths run (tiny sizes, CPU) and report consistent numbers; no timing is asserted."""
+import json
+
+import numpy as np
+import pytest
+
+from common import bench
+
+
+def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
+    assert bench.main(["--cpu", "--examples", "24", "--epochs", "1", "--out_dir", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("train_tokens_per_s_ours", "train_tokens_per_s_baseline", "train_speedup", "postprocess_speedup",
+                "f1_ours", "f1_baseline"):
+        assert key in summary
+    assert summary["train_tokens_per_s_ours"] > 0 and summary["train_tokens_per_s_baseline"] > 0
+    assert summary["train_speedup"] == pytest.approx(
+        summary["train_tokens_per_s_ours"] / summary["train_tokens_per_s_baseline"], rel=0.01)
+    assert 0 <= summary["f1_ours"] <= 100 and 0 <= summary["f1_baseline"] <= 100
+    assert (tmp_path / "bench_cpu.csv").read_text().count("\n") == 2
+
+
+def test_gpu_table_code_path_on_cpu(tmp_path):
+    tiny = {"base": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}}
+    rows = bench.gpu_table(sizes=["base"], methods=["full", "qdora"], warmup_steps=1, timed_steps=2,
+                           out_csv=tmp_path / "bench_gpu.csv", shapes=tiny)
+    assert [r["method"] for r in rows] == ["full", "qdora"]
+    for row in rows:
+        assert row["steps_per_s"] > 0 and row["real_tokens_per_s"] > 0 and row["projected_2_epochs_s"] > 0
+        assert row["paper_2_epochs_s"] == bench.PAPER_TIME_2_EPOCHS_S[("base", row["method"])]
+    assert rows[1]["trainable_params"] < rows[0]["trainable_params"]
+
+
+def test_synthetic_lengths_follow_the_measured_distribution():
+    lengths = bench.sample_lengths(200_000, max_seq_length=384, seed=0)
+    # SOURCES.md: mean 215.5, median 202 real tokens per window at 384/128 (the cap trims the mean a little).
+    assert np.median(lengths) == pytest.approx(202, abs=2)
+    assert lengths.mean() == pytest.approx(215.5, abs=3)
+    assert lengths.max() == 384
+
+
+def test_flops_per_token_counts_frozen_weights_without_weight_gradients():
+    shape = bench.GPU_SHAPES["base"]
+    full = bench.training_flops_per_token(shape=shape, trainable_linear=85_000_000, mean_sq_over_mean_len=0)
+    frozen = bench.training_flops_per_token(shape=shape, trainable_linear=0, mean_sq_over_mean_len=0)
+    assert full / frozen == pytest.approx(1.5, rel=0.01)  # 6N versus 4N
