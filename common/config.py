@@ -143,6 +143,14 @@ class RunConfig:
         default=False,
     )
 
+    # --- faults (common/checkpoint.py, common/faults.py) ---
+    save_steps: int = _help(
+        "Save a resumable checkpoint every N optimizer steps and at each epoch end (0: no checkpoints).", default=0
+    )
+    resume: bool = _help("Continue from the last complete checkpoint in --output_dir (a fresh run if there is none).",
+                         default=False)
+    debug: bool = _help("Show the full traceback of errors, bad input included.", default=False)
+
     @property
     def run_name(self) -> str:
         return f"{self.model_size}_{self.method}_lr{self.learning_rate:g}_ep{self.num_epochs:g}_seed{self.seed}" + (
@@ -183,6 +191,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
         (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),
+        (config.save_steps >= 0, f"--save_steps {config.save_steps}: must be >= 0 (0: no checkpoints)"),
         ((config.train_file is None) == (config.validation_file is None),
          "--train_file and --validation_file go together (or pass neither to use --dataset)"),
         (not (config.quantize_4bit and not config.use_peft), "4-bit quantization needs an adapter method (qlora or qdora)"),

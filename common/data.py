@@ -46,19 +46,19 @@ class AlignmentStats:
 def read_json_records(path: Path) -> Any:
     """Parse a .json file or a .jsonl file (one JSON object per line)."""
     if not path.exists():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a SQuAD JSON or JSONL file")
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+        raise DataError(f"{path}: cannot read ({exc.strerror}); check the file's permissions") from exc
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save the file as UTF-8") from exc
     if not text.strip():
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{path}: file is empty; expected SQuAD v1.1 JSON or JSON Lines")
     if path.suffix.lower() == ".jsonl":
         records = []
         for line_no, line in enumerate(text.splitlines(), start=1):
@@ -68,19 +68,23 @@ def read_json_records(path: Path) -> Any:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+            except RecursionError as exc:
+                raise DataError(f"{path}:{line_no}: JSON nested too deeply to be SQuAD data") from exc
         return records
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         hint = " (one object per line? name the file .jsonl)" if exc.msg == "Extra data" else ""
         raise DataError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}){hint}") from exc
+    except RecursionError as exc:  # thousands of nested brackets: json.loads recurses once per level
+        raise DataError(f"{path}: JSON nested too deeply to be SQuAD data") from exc
 
 
 def _require(record: dict, key: str, kind: type | tuple, where: str) -> Any:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if key not in record:
-        raise DataError(f"{where}: missing field {key!r}")
+        raise DataError(f"{where}: missing field {key!r} (README 'Data' shows the SQuAD v1.1 layout)")
     value = record[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
@@ -165,10 +169,15 @@ def load_squad_file(path: str | Path) -> list[dict]:
         if "data" not in content:
             raise DataError(f"{path}: a JSON object must have a 'data' list (SQuAD format); found keys {sorted(content)[:5]}")
         content = content["data"]
+    elif not isinstance(content, list):
+        raise DataError(
+            f"{path}: expected a SQuAD JSON object with a 'data' list, or a list of question records; got "
+            f"{type(content).__name__}"
+        )
     if not isinstance(content, list):
         raise DataError(f"{path}: 'data' must be a list, got {type(content).__name__}")
     if not content:
-        raise DataError(f"{path}: contains no articles or questions")
+        raise DataError(f"{path}: contains no articles or questions; a training or validation set needs at least one")
     nested = isinstance(content[0], dict) and "paragraphs" in content[0]
     examples = _examples_from_nested(content, path) if nested else _examples_from_flat(content, path)
     return check_examples(examples, source=str(path))
@@ -177,7 +186,7 @@ def load_squad_file(path: str | Path) -> list[dict]:
 def check_examples(examples: list[dict], *, source: str) -> list[dict]:
     """Check what the structure cannot: unique ids, non-empty text, answer offsets inside the context."""
     if not examples:
-        raise DataError(f"{source}: contains no questions")
+        raise DataError(f"{source}: contains no questions; a training or validation set needs at least one")
     seen: set[str] = set()
     for example in examples:
         where = f"{source}: question id {example['id']!r}"
@@ -185,9 +194,9 @@ def check_examples(examples: list[dict], *, source: str) -> list[dict]:
             raise DataError(f"{where}: duplicate id; every question needs its own id")
         seen.add(example["id"])
         if not example["question"].strip():
-            raise DataError(f"{where}: empty question")
+            raise DataError(f"{where}: empty question; fill it in or remove the question")
         if not example["context"].strip():
-            raise DataError(f"{where}: empty context")
+            raise DataError(f"{where}: empty context; fill it in or remove the paragraph")
         if not example["answers"]["text"]:
             raise DataError(
                 f"{where}: no answers: SQuAD v2-style unanswerable questions are not supported; this repository "
@@ -195,10 +204,11 @@ def check_examples(examples: list[dict], *, source: str) -> list[dict]:
             )
         for text, start in zip(example["answers"]["text"], example["answers"]["answer_start"]):
             if not text.strip():
-                raise DataError(f"{where}: empty answer text")
+                raise DataError(f"{where}: empty answer text; give the answer or remove the question")
             if start < 0 or start >= len(example["context"]):
                 raise DataError(
-                    f"{where}: answer_start {start} is outside the context (length {len(example['context'])})"
+                    f"{where}: answer_start {start} is outside the context (length {len(example['context'])}); "
+                    "fix answer_start or the answer text"
                 )
     return examples
 

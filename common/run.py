@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from .checkpoint import checkpoint_arguments, checkpoint_callbacks, resume_point
 from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
 from .feature_cache import build_features
 from .data import (
@@ -21,8 +22,10 @@ from .data import (
 )
 from .distributed import bind_local_device, quiet_replicas
 from .export import artifact_size_mb, write_merged_model
+from .faults import check_finite_loss, report_bad_input, run_recording_failures
 from .inference import build_eval_features, predict_answers, score_predictions
 from .model_card import write_model_card
+from .preflight import check_results_file, load_checked_model
 from .preprocess import MODEL_INPUTS, prepare_train_features
 from .results import append_result, git_state, library_versions
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
@@ -36,6 +39,10 @@ def setup_logging() -> None:
     import transformers
 
     transformers.logging.set_verbosity_warning()
+    # Through the root handler: transformers' own one keeps the stderr of its first use, which in-process
+    # callers (tests, notebooks) may have closed since.
+    transformers.logging.disable_default_handler()
+    transformers.logging.enable_propagation()
     quiet_replicas()  # under torchrun / accelerate launch only the main process logs
 
 
@@ -109,6 +116,12 @@ def make_trainer_class():
             # needs them in feature order. Sequential on one process; None lets accelerate shard in order.
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            # Checked every step: the Trainer logs a NaN loss as the average of the earlier ones.
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            check_finite_loss(loss, step=self.state.global_step + 1, learning_rate=self.args.learning_rate)
+            return loss
+
     return QATrainer
 
 
@@ -154,7 +167,7 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # we pass exactly the model's columns (+ length for the sampler)
-        save_strategy="no",
+        **checkpoint_arguments(config),
         report_to=resolve_report_to(config.report_to),
         # Every trainable parameter is used in every step (BERT QA has no pooler); skipping DDP's search for
         # unused ones saves a graph traversal per step, and a parameter left unused would fail loudly.
@@ -175,7 +188,7 @@ def run(config: RunConfig) -> Optional[dict]:
     the main process writes files and the row, and the others return None.
     """
     import torch
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
 
@@ -185,6 +198,10 @@ def run(config: RunConfig) -> Optional[dict]:
     output_dir = config.resolved_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
     model_name = config.model_name or str(ensure_smoke_model())
+    # Bad flags fail here, in seconds, before data is tokenized or weights are loaded.
+    check_results_file(config.resolved_results_file())
+    resume_from, prior_train_time = resume_point(config, output_dir)
+    _, tokenizer = load_checked_model(config, model_name=model_name)
     precision = resolve_precision(config)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left outside autocast
@@ -196,10 +213,10 @@ def run(config: RunConfig) -> Optional[dict]:
     train_examples, alignment = align_training_answers(train_examples)
     logger.info("Data %s: %s", data_source, alignment.summary())
     if not train_examples:
-        raise DataError(f"{data_source}: no training answer could be aligned with its context; nothing to train on")
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    if not tokenizer.is_fast:
-        raise ConfigError(f"--model_name {model_name}: needs a fast tokenizer (offsets are required for QA)")
+        raise DataError(
+            f"{config.train_file or data_source}: no training answer occurs in its context ({alignment.dropped} "
+            "dropped), nothing to train on; check that answer texts are copied from their contexts"
+        )
     windowing = {"tokenizer": tokenizer, "max_seq_length": config.max_seq_length, "doc_stride": config.doc_stride,
                  "pad_to_max_length": config.pad_to_max_length, "use_cache": config.feature_cache}
     train_features, train_hit = build_features(train_examples, prepare_train_features, **windowing,
@@ -228,10 +245,12 @@ def run(config: RunConfig) -> Optional[dict]:
             train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
             data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
             processing_class=tokenizer,
+            callbacks=checkpoint_callbacks(config, prior_train_time=prior_train_time),
         )
     started = time.perf_counter()
-    train_output = trainer.train()
-    train_time = time.perf_counter() - started
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # A resumed run adds the training time its checkpoint recorded: time and tokens/s cover all the training.
+    train_time = time.perf_counter() - started + prior_train_time
 
     # --- evaluate ---
     started = time.perf_counter()
@@ -316,12 +335,13 @@ def run(config: RunConfig) -> Optional[dict]:
 
 
 def main(*, model_size: str, method: str, argv: Optional[list[str]] = None, description: str = "") -> int:
-    """Entry point of the scripts: exit status 0 on success, 2 on bad input (one-line message)."""
+    """Entry point of the scripts: exit status 0 on success, 2 on bad input (one-line message, no results row),
+    1 for a failed, diverged or out-of-memory run and 130/143 for an interrupted one (these leave a row with
+    their status; see common/faults.py)."""
     setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         config = parse_config(model_size, method, argv, description=description)
-        run(config)
-    except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    except ConfigError as exc:
+        return report_bad_input(exc, debug="--debug" in argv)
+    return run_recording_failures(run, config)

@@ -13,14 +13,16 @@ REAL_SAMPLE = SHARED_DATA / "squad-v1.1-pt-sample.json"
 BERTIMBAU_VOCAB = SHARED_DATA / "bertimbau-base-portuguese-cased-vocab.txt"
 
 sys.path.insert(0, str(REPO_ROOT))
+# Set before any test module imports transformers: huggingface_hub reads them once, at import. Offline, a Hub
+# id that is not cached fails at once instead of after network retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Built artefacts (tiny model, feature cache) go to a per-session folder, never the user's cache."""
     os.environ["BERTIMBAU_QA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """The results file: fixed columns, one intact row per append, concurrent appends never interleave."""
 import csv
 import multiprocessing
+import os
+import signal
 
 import pytest
 
@@ -46,3 +48,24 @@ def test_concurrent_appends_from_ten_processes(tmp_path):
     rows = read_rows(path)
     assert sorted(int(r["seed"]) for r in rows) == list(range(10))
     assert all(r["error"] == "x" * 5000 for r in rows)
+
+
+def _append_and_die_before_the_rename(path):
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = killed  # in the forked child only: dies with the new file written but not yet in place
+    append_result(path, {"method": "never", "error": "y" * 100_000})
+
+
+def test_a_crash_mid_write_leaves_earlier_rows_intact(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_result(path, {"method": "lora", "f1": 78.01})
+    before = path.read_bytes()
+    child = multiprocessing.get_context("fork").Process(target=_append_and_die_before_the_rename, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    append_result(path, {"method": "qlora"})  # the dead process's lock went with it
+    assert [r["method"] for r in read_rows(path)] == ["lora", "qlora"]
