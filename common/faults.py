@@ -14,13 +14,11 @@ import os
 import signal
 import sys
 import traceback
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
-from .config import REPO_ROOT, ConfigError, RunConfig
+from .config import ConfigError, RunConfig
 from .data import DataError
-from .results import append_result, git_state, library_versions
+from .results import append_result, describe_run
 
 logger = logging.getLogger("bertimbau_qa")
 
@@ -107,51 +105,9 @@ def classify_failure(exc: BaseException, config: RunConfig) -> tuple[str, str, i
     return "failed", f"{type(exc).__name__}: {first_line}", EXIT_FAILED
 
 
-def data_source_label(config: RunConfig) -> str:
-    """The `data_source` column, as run.load_examples writes it, for rows of runs that never got that far."""
-    if config.train_file:
-        return f"files:{Path(config.train_file).name}|{Path(config.validation_file).name}"
-    if config.smoke:
-        return "smoke:shipped"
-    return f"hub:{config.dataset}" + (f"@{config.dataset_revision}" if config.dataset_revision else "")
-
-
 def failure_row(config: RunConfig, *, status: str, error: str) -> dict:
     """The results row of a run that did not finish: what ran and where, without results."""
-    import torch
-
-    from .model import resolve_precision
-
-    commit, dirty = git_state(REPO_ROOT)
-    return {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_size": config.model_size,
-        "model_name": config.model_name or "smoke:tiny-bert-pt",
-        "method": config.method,
-        "learning_rate": config.learning_rate,
-        "num_epochs": config.num_epochs,
-        "batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "seed": config.seed,
-        "lora_r": config.lora_r if config.use_peft else None,
-        "lora_alpha": config.lora_alpha if config.use_peft else None,
-        "lora_dropout": config.lora_dropout if config.use_peft else None,
-        "target_modules": " ".join(config.target_modules) if config.use_peft else None,
-        "quantize_4bit": str(config.quantize_4bit).lower(),
-        "use_dora": str(config.use_dora).lower(),
-        "max_seq_length": config.max_seq_length,
-        "doc_stride": config.doc_stride,
-        "data_source": data_source_label(config),
-        "device": f"cuda:{torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu",
-        "precision": resolve_precision(config),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "versions": library_versions(),
-        "status": status,
-        "error": error,
-        "output_dir": str(config.resolved_output_dir()),
-    }
+    return {**describe_run(config, world_size=int(os.environ.get("WORLD_SIZE", "1"))), "status": status, "error": error}
 
 
 def report_bad_input(exc: BaseException, *, debug: bool) -> int:

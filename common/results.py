@@ -12,8 +12,11 @@ import io
 import os
 import subprocess
 import tempfile
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from .config import REPO_ROOT, RunConfig
 
 RESULT_COLUMNS = [
     # what ran
@@ -55,6 +58,56 @@ def git_state(repo: Path) -> tuple[str, str]:
         return commit, str(bool(status.strip())).lower()
     except (OSError, subprocess.SubprocessError):
         return "unknown", ""
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+
+
+def data_source_label(config: RunConfig) -> str:
+    """The `data_source` column: which data a run used (the two Portuguese translations do not compare)."""
+    if config.train_file:
+        return f"files:{Path(config.train_file).name}|{Path(config.validation_file).name}"
+    if config.smoke:
+        return "smoke:shipped"
+    return f"hub:{config.dataset}" + (f"@{config.dataset_revision}" if config.dataset_revision else "")
+
+
+def describe_run(config: RunConfig, *, world_size: int) -> dict:
+    """The columns that say what ran, where and with which code: shared by finished and failed runs' rows."""
+    from .model import resolve_precision
+
+    commit, dirty = git_state(REPO_ROOT)
+    return {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model_size": config.model_size,
+        "model_name": config.model_name or "smoke:tiny-bert-pt",
+        "method": config.method,
+        "learning_rate": config.learning_rate,
+        "num_epochs": config.num_epochs,
+        "batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "world_size": world_size,
+        "effective_batch_size": config.batch_size * config.gradient_accumulation_steps * world_size,
+        "seed": config.seed,
+        "lora_r": config.lora_r if config.use_peft else None,
+        "lora_alpha": config.lora_alpha if config.use_peft else None,
+        "lora_dropout": config.lora_dropout if config.use_peft else None,
+        "target_modules": " ".join(config.target_modules) if config.use_peft else None,
+        "quantize_4bit": str(config.quantize_4bit).lower(),
+        "use_dora": str(config.use_dora).lower(),
+        "max_seq_length": config.max_seq_length,
+        "doc_stride": config.doc_stride,
+        "data_source": data_source_label(config),
+        "device": device_name(),
+        "precision": resolve_precision(config),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": library_versions(),
+        "output_dir": str(config.resolved_output_dir()),
+    }
 
 
 def format_row(row: dict) -> dict:

@@ -10,12 +10,11 @@ import logging
 import resource
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from .checkpoint import checkpoint_arguments, checkpoint_callbacks, resume_point
-from .config import REPO_ROOT, ConfigError, RunConfig, parse_config
+from .config import ConfigError, RunConfig, parse_config
 from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
@@ -27,7 +26,7 @@ from .inference import build_eval_features, predict_answers, score_predictions
 from .model_card import write_model_card
 from .preflight import check_results_file, load_checked_model
 from .preprocess import MODEL_INPUTS, prepare_train_features
-from .results import append_result, git_state, library_versions
+from .results import append_result, data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 
 logger = logging.getLogger("bertimbau_qa")
@@ -51,19 +50,16 @@ def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
     if config.train_file:
         train = load_squad_file(config.train_file)
         evaluation = load_squad_file(config.validation_file)
-        source = f"files:{Path(config.train_file).name}|{Path(config.validation_file).name}"
     elif config.smoke:
         train, evaluation = load_squad_file(SMOKE_TRAIN_FILE), load_squad_file(SMOKE_VALIDATION_FILE)
-        source = "smoke:shipped"
     else:
         splits = load_hub_dataset(config.dataset, revision=config.dataset_revision)
         train, evaluation = splits["train"], splits["validation"]
-        source = f"hub:{config.dataset}" + (f"@{config.dataset_revision}" if config.dataset_revision else "")
     if config.max_train_samples:
         train = train[: config.max_train_samples]
     if config.max_eval_samples:
         evaluation = evaluation[: config.max_eval_samples]
-    return train, evaluation, source
+    return train, evaluation, data_source_label(config)
 
 
 def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
@@ -132,14 +128,6 @@ def peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name()}"
-    return "cpu"
 
 
 def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
@@ -270,29 +258,9 @@ def run(config: RunConfig) -> Optional[dict]:
     (output_dir / "run_config.json").write_text(json.dumps(vars(config), indent=1, default=str), encoding="utf-8")
 
     device = device_name()
-    commit, dirty = git_state(REPO_ROOT)
     train_tokens = sum(train_features["length"]) * config.num_epochs
     row = {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model_size": config.model_size,
-        "model_name": config.model_name or "smoke:tiny-bert-pt",
-        "method": config.method,
-        "learning_rate": config.learning_rate,
-        "num_epochs": config.num_epochs,
-        "batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "world_size": trainer.args.world_size,
-        "effective_batch_size": config.batch_size * config.gradient_accumulation_steps * trainer.args.world_size,
-        "seed": config.seed,
-        "lora_r": config.lora_r if config.use_peft else None,
-        "lora_alpha": config.lora_alpha if config.use_peft else None,
-        "lora_dropout": config.lora_dropout if config.use_peft else None,
-        "target_modules": " ".join(config.target_modules) if config.use_peft else None,
-        "quantize_4bit": str(config.quantize_4bit).lower(),
-        "use_dora": str(config.use_dora).lower(),
-        "max_seq_length": config.max_seq_length,
-        "doc_stride": config.doc_stride,
-        "data_source": data_source,
+        **describe_run(config, world_size=trainer.args.world_size),
         "train_examples": len(train_examples),
         "train_features": len(train_features),
         "train_answers_dropped": alignment.dropped,
@@ -310,14 +278,8 @@ def run(config: RunConfig) -> Optional[dict]:
         "total_params": total,
         "train_loss": round(float(train_output.training_loss), 6),
         "artifact_size_mb": round(artifact_size_mb(output_dir), 3),
-        "device": device,
-        "precision": precision,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "versions": library_versions(),
         "status": "ok",
         "error": None,
-        "output_dir": str(output_dir),
     }
     write_model_card(output_dir, config=config, row=row)  # replaces peft's empty template
     results_file = append_result(config.resolved_results_file(), row)
