@@ -62,7 +62,13 @@ def test_sdpa_and_eager_attention_agree(examples, smoke_tokenizer):
     assert loss_of(batch, "sdpa") == pytest.approx(loss_of(batch, "eager"), abs=1e-5)
 
 
-def test_feature_cache_hits_only_for_identical_settings(examples, smoke_tokenizer, bertimbau_tokenizer):
+def test_feature_cache_hits_only_for_identical_settings(examples, smoke_tokenizer):
+    from transformers import BertTokenizerFast
+
+    from common.model import SMOKE_VOCAB
+
+    # Same vocabulary, other normalisation (lower-casing): a different tokenizer, whose windows must not be reused.
+    other_tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=True)
     kwargs = dict(max_seq_length=128, doc_stride=48, description="test")
     first, hit = build_features(examples, prepare_validation_features, tokenizer=smoke_tokenizer, **kwargs)
     assert not hit
@@ -76,10 +82,10 @@ def test_feature_cache_hits_only_for_identical_settings(examples, smoke_tokenize
                 max_seq_length=128, doc_stride=48, pad_to_max_length=False)
     key = feature_cache_key(**base)
     for change in ({"max_seq_length": 192}, {"doc_stride": 32}, {"pad_to_max_length": True},
-                   {"prepare": prepare_train_features}, {"tokenizer": bertimbau_tokenizer},
+                   {"prepare": prepare_train_features}, {"tokenizer": other_tokenizer},
                    {"examples": examples[:-1]}):
         assert feature_cache_key(**{**base, **change}) != key, change
-    other, hit = build_features(examples, prepare_validation_features, tokenizer=bertimbau_tokenizer, **kwargs)
+    other, hit = build_features(examples, prepare_validation_features, tokenizer=other_tokenizer, **kwargs)
     assert not hit and other["input_ids"] != first["input_ids"]
 
 
