@@ -53,7 +53,9 @@ def _exact(prediction: str, gold: str, normalize: Callable[[str], str]) -> float
     return float(normalize(prediction) == normalize(gold))
 
 
-def _score(predictions: Sequence[dict], references: Sequence[dict], normalize: Callable[[str], str]) -> dict:
+def question_scores(predictions: Sequence[dict], references: Sequence[dict],
+                    normalize: Callable[[str], str] = normalize_answer) -> dict[str, tuple[float, float]]:
+    """(exact match, F1), each in [0, 1], of every reference id: the best over its gold answers."""
     golds = {ref["id"]: ref["answers"]["text"] for ref in references}
     if len(golds) != len(references):
         raise ValueError("references contain duplicate ids")
@@ -62,13 +64,17 @@ def _score(predictions: Sequence[dict], references: Sequence[dict], normalize: C
     # As in the official script: a question without a prediction scores 0, and a prediction for an
     # unknown id is ignored.
     predicted = {p["id"]: p["prediction_text"] for p in predictions}
-    exact = f1 = 0.0
-    for qid, answers in golds.items():
-        if qid not in predicted:
-            continue
-        exact += max(_exact(predicted[qid], gold, normalize) for gold in answers)
-        f1 += max(_f1(predicted[qid], gold, normalize) for gold in answers)
-    return {"exact_match": 100.0 * exact / len(golds), "f1": 100.0 * f1 / len(golds)}
+    return {
+        qid: (max(_exact(predicted[qid], gold, normalize) for gold in answers),
+              max(_f1(predicted[qid], gold, normalize) for gold in answers)) if qid in predicted else (0.0, 0.0)
+        for qid, answers in golds.items()
+    }
+
+
+def _score(predictions: Sequence[dict], references: Sequence[dict], normalize: Callable[[str], str]) -> dict:
+    scores = question_scores(predictions, references, normalize).values()
+    return {"exact_match": 100.0 * sum(e for e, _ in scores) / len(scores),
+            "f1": 100.0 * sum(f for _, f in scores) / len(scores)}
 
 
 def compute(*, predictions: Sequence[dict], references: Sequence[dict]) -> dict:
