@@ -69,13 +69,22 @@ def ensure_smoke_model() -> Path:
     return ensure_tiny_model()
 
 
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16: CPUs whose matrix instructions take bfloat16 (Sapphire Rapids and later, Zen 4)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch.cpu helpers, torch >= 2.3
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def resolve_precision(config: RunConfig) -> str:
-    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (autocast there is slower)."""
+    """bf16 where the GPU supports it, fp16 on older GPUs; on CPU bf16 autocast where the CPU computes bf16
+    natively, else fp32 (emulated bf16 is slower than fp32)."""
     if config.precision != "auto":
         return config.precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    # Measured with `python -m common.bench --cpu` on a 2-core AMX Xeon: bf16 autocast trains the width-256 BERT
+    # 1.3x faster than fp32 with the same F1 (45.57 against 45.18, seed 42).
+    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def quantization_config(config: RunConfig):
@@ -156,4 +165,8 @@ def load_model(config: RunConfig, *, model_name: Optional[str] = None) -> torch.
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
         model = get_peft_model(model, peft_config)
+    if config.fast_cpu_dropout and not torch.cuda.is_available():  # GPUs keep their fused native dropout
+        from .cpu_dropout import enable_fast_cpu_dropout
+
+        enable_fast_cpu_dropout(model)
     return model

@@ -77,3 +77,22 @@ def test_adapter_model_reads_token_type_ids_like_the_plain_model(method):
         ignoring_segments = plain(input_ids=ids).start_logits
     assert not torch.allclose(expected, ignoring_segments, atol=1e-4)  # the segments matter to this model
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native_bf16, expected):
+    import common.model as model_module
+    from common.config import parse_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: native_bf16)
+    assert model_module.resolve_precision(parse_config("base", "lora", [])) == expected
+    # The smoke preset pins fp32 (its tiny matrices are slower in bf16); an explicit flag still wins.
+    assert model_module.resolve_precision(parse_config("base", "lora", ["--smoke"])) == "fp32"
+    assert model_module.resolve_precision(parse_config("base", "lora", ["--smoke", "--precision", "bf16"])) == "bf16"
+
+
+@pytest.mark.parametrize("fast, expected_types", [(True, {"FastDropout"}), (False, {"Dropout"})])
+def test_fast_cpu_dropout_follows_its_flag(fast, expected_types):
+    model = build("lora", fast_cpu_dropout=fast)
+    assert {type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.Dropout)} == expected_types
