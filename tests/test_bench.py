@@ -17,6 +17,9 @@ def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
     assert summary["train_speedup"] == pytest.approx(
         summary["train_tokens_per_s_ours"] / summary["train_tokens_per_s_baseline"], rel=0.01)
     assert 0 <= summary["f1_ours"] <= 100 and 0 <= summary["f1_baseline"] <= 100
+    low, high = summary["f1_difference_ci95_low"], summary["f1_difference_ci95_high"]
+    assert low <= summary["f1_ours"] - summary["f1_baseline"] + 0.01 and summary["f1_ours"] - summary["f1_baseline"] - 0.01 <= high
+    assert summary["target_met"] == (summary["train_speedup"] >= bench.TRAIN_SPEEDUP_TARGET and summary["f1_agree"])
     assert (tmp_path / "bench_cpu.csv").read_text().count("\n") == 2
 
 
@@ -44,3 +47,13 @@ def test_flops_per_token_counts_frozen_weights_without_weight_gradients():
     full = bench.training_flops_per_token(shape=shape, trainable_linear=85_000_000, mean_sq_over_mean_len=0)
     frozen = bench.training_flops_per_token(shape=shape, trainable_linear=0, mean_sq_over_mean_len=0)
     assert full / frozen == pytest.approx(1.5, rel=0.01)  # 6N versus 4N
+
+
+def test_f1_difference_interval_is_zero_for_equal_arms_and_excludes_zero_for_a_real_gap():
+    examples = [{"id": str(i), "answers": {"text": [f"resposta {i}"], "answer_start": [0]}} for i in range(200)]
+    right = {str(i): f"resposta {i}" for i in range(200)}
+    assert bench.f1_difference_interval(right, dict(right), examples) == (0.0, 0.0)
+    # Ours right on every question, the baseline on every other one: a 50-point gap the interval must see.
+    half = {str(i): (f"resposta {i}" if i % 2 else "nada") for i in range(200)}
+    low, high = bench.f1_difference_interval(right, half, examples)
+    assert 40 < low < 50 < high < 60
