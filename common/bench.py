@@ -72,7 +72,11 @@ PAPER_TIME_2_EPOCHS_S = {
     ("large", "qdora"): 7050,
 }
 
-# Issue 4's bar for the CPU comparison: at least twice the paper's way's training tokens/s, at equal F1.
+# Issue 4's bar for the CPU comparison: at least twice the paper's way's training tokens/s, without costing F1.
+# "Without costing F1" is tested one-sided: the 95% paired-bootstrap interval of F1(ours) - F1(baseline) must
+# reach 0 or above. A two-sided test would also fail runs where ours is better, and the interval holds only the
+# noise of which questions were asked, not the seed-to-seed noise of training (a few F1 points either way for
+# both arms here), so a single run can come out "significantly" better or worse by chance.
 TRAIN_SPEEDUP_TARGET = 2.0
 
 # Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
@@ -259,10 +263,11 @@ def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float
     }
     low, high = f1_difference_interval(ours_predictions, baseline["predictions"], examples)
     result["f1_difference_ci95_low"], result["f1_difference_ci95_high"] = round(low, 2), round(high, 2)
-    result["f1_agree"] = low <= 0 <= high
+    result["f1_agree"] = low <= 0 <= high  # two-sided: no difference detected
+    result["f1_not_worse"] = high >= 0  # one-sided: ours not detectably worse (the target's condition)
     result["train_speedup"] = round(result["train_tokens_per_s_ours"] / result["train_tokens_per_s_baseline"], 2)
     result["postprocess_speedup"] = round(result["postprocess_s_baseline"] / result["postprocess_s_ours"], 1)
-    result["target_met"] = result["train_speedup"] >= TRAIN_SPEEDUP_TARGET and result["f1_agree"]
+    result["target_met"] = result["train_speedup"] >= TRAIN_SPEEDUP_TARGET and result["f1_not_worse"]
     write_rows(out_csv, [result])
     print(f"[bench] training: ours {result['train_tokens_per_s_ours']:,.0f} real tokens/s, baseline "
           f"{result['train_tokens_per_s_baseline']:,.0f} -> {result['train_speedup']}x")
@@ -272,8 +277,10 @@ def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float
           f"baseline {result['f1_baseline']}/{result['em_baseline']}")
     print(f"[bench] F1 difference ours - baseline {result['f1_ours'] - result['f1_baseline']:+.2f}, 95% paired "
           f"bootstrap over the questions [{low:+.2f}, {high:+.2f}]: "
-          + ("equal within noise" if result["f1_agree"] else "NOT equal within noise"))
-    print(f"[bench] target ({TRAIN_SPEEDUP_TARGET:g}x training at equal F1): "
+          + ("no difference detected" if result["f1_agree"] else
+             "ours better" if result["f1_not_worse"] else "ours WORSE")
+          + " (the interval leaves out seed-to-seed training noise: compare a few --seed runs)")
+    print(f"[bench] target ({TRAIN_SPEEDUP_TARGET:g}x training, F1 not worse): "
           + ("met" if result["target_met"] else "NOT met"))
     return result
 

@@ -34,3 +34,12 @@ def test_command_line_wins_and_smoke_layers_in_between():
 def test_bad_values_are_refused_by_name(argv, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_config("base", "lora", argv)
+
+
+def test_readme_names_every_flag():
+    import dataclasses
+
+    from common.config import RunConfig
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert [f.name for f in dataclasses.fields(RunConfig) if f"--{f.name}" not in readme] == []
