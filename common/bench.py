@@ -385,7 +385,7 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
 
                 trainer = make_trainer_class()(
                     model=model, args=args, train_dataset=features, processing_class=tokenizer,
-                    data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if on_gpu else None),
+                    data_collator=collate_without_length(tokenizer),
                     callbacks=[Clock()],
                 )
                 try:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import traceback
@@ -18,6 +17,7 @@ from typing import Callable
 
 from .config import ConfigError, RunConfig
 from .data import DataError
+from .distributed import is_main_process, world_size
 from .results import append_result, describe_run
 
 logger = logging.getLogger("bertimbau_qa")
@@ -107,7 +107,7 @@ def classify_failure(exc: BaseException, config: RunConfig) -> tuple[str, str, i
 
 def failure_row(config: RunConfig, *, status: str, error: str) -> dict:
     """The results row of a run that did not finish: what ran and where, without results."""
-    return {**describe_run(config, world_size=int(os.environ.get("WORLD_SIZE", "1"))), "status": status, "error": error}
+    return {**describe_run(config, world_size=world_size()), "status": status, "error": error}
 
 
 def report_bad_input(exc: BaseException, *, debug: bool) -> int:
@@ -152,7 +152,7 @@ def run_recording_failures(run: Callable[[RunConfig], dict], config: RunConfig) 
         results_file = config.resolved_results_file()
         note = ""
         # Under torchrun/accelerate every process gets here; one row per run, from the main process.
-        if os.environ.get("RANK", "0") == "0":
+        if is_main_process():
             try:
                 append_result(results_file, failure_row(config, status=status, error=message))
                 note = f" (recorded as status {status} in {results_file})"

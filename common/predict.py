@@ -78,8 +78,6 @@ def load_trained_model(model_dir: Path, config: RunConfig, *, dequantize_base: b
 
 def make_predictor(model, tokenizer, config: RunConfig, *, work_dir: str, eval_batch_size: Optional[int] = None):
     """A Trainer used only for `predict`, with the evaluation settings of the run (batch, precision, padding)."""
-    import torch
-
     from .model import resolve_precision
     from .run import collate_without_length, make_trainer_class, training_arguments
 
@@ -87,7 +85,7 @@ def make_predictor(model, tokenizer, config: RunConfig, *, work_dir: str, eval_b
     return make_trainer_class()(
         model=model,
         args=training_arguments(config, precision=resolve_precision(config), output_dir=Path(work_dir)),
-        data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+        data_collator=collate_without_length(tokenizer),
         processing_class=tokenizer,
     )
 

@@ -62,10 +62,17 @@ def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
     return train, evaluation, data_source_label(config)
 
 
-def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int]):
-    """Dynamic padding per batch; `length` is only for the length-grouped sampler, not the model."""
+def collate_without_length(tokenizer, *, pad_to_multiple_of: Optional[int] | str = "auto"):
+    """Dynamic padding per batch; `length` is only for the length-grouped sampler, not the model.
+
+    "auto" pads to a multiple of 8 on a GPU (tensor cores take shapes in multiples of 8) and not at all on a
+    CPU, where every extra position is only extra work.
+    """
+    import torch
     from transformers import DataCollatorWithPadding
 
+    if pad_to_multiple_of == "auto":
+        pad_to_multiple_of = 8 if torch.cuda.is_available() else None
     pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def collate(features: list[dict]) -> dict:
@@ -231,7 +238,7 @@ def run(config: RunConfig) -> Optional[dict]:
             model=model,
             args=training_arguments(config, precision=precision, output_dir=output_dir),
             train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
-            data_collator=collate_without_length(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+            data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, prior_train_time=prior_train_time),
         )
