@@ -341,7 +341,7 @@ def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: P
     from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast, TrainerCallback
 
     from .model import count_parameters, load_model, resolve_precision
-    from .run import collate_without_length, make_trainer_class, training_arguments
+    from .trainer import collate_without_length, make_trainer_class, training_arguments
 
     shapes = shapes or GPU_SHAPES
     on_gpu = torch.cuda.is_available()

@@ -84,7 +84,7 @@ def _require(record: dict, key: str, kind: type | tuple, where: str) -> Any:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if key not in record:
-        raise DataError(f"{where}: missing field {key!r} (README 'Data' shows the SQuAD v1.1 layout)")
+        raise DataError(f"{where}: missing field {key!r} (docs/data.md shows the SQuAD v1.1 layout)")
     value = record[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)

@@ -39,7 +39,7 @@ def write_merged_model(model_dir: Path) -> Path:
     import torch
     from transformers import AutoTokenizer
 
-    from .predict import RUN_CONFIG, load_trained_model, read_run_config
+    from .saved_run import RUN_CONFIG, load_trained_model, read_run_config
 
     config = read_run_config(model_dir)
     model = load_trained_model(model_dir, config, dequantize_base=True)

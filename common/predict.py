@@ -22,64 +22,19 @@ from typing import Optional
 from .config import ConfigError, RunConfig
 from .data import DataError, load_squad_file, read_json_records
 from .inference import build_eval_features, predict_answers, score_predictions
+from .saved_run import load_trained_model, read_run_config
+from .trainer import collate_without_length, make_trainer_class, setup_logging, training_arguments
 
 logger = logging.getLogger("bertimbau_qa")
-RUN_CONFIG = "run_config.json"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The trained model of a run directory
-
-
-def read_run_config(model_dir: Path) -> RunConfig:
-    """The config a run saved; fields this version does not know are ignored (a newer run's extras)."""
-    path = model_dir / RUN_CONFIG
-    if not path.exists():
-        raise ConfigError(f"--model_dir {model_dir}: no {RUN_CONFIG}; pass the output directory of a training run "
-                          "(or its merged/ folder)")
-    values = json.loads(path.read_text(encoding="utf-8"))
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{key: value for key, value in values.items() if key in known})
-
-
-def base_model_name(config: RunConfig) -> str:
-    """The base model a run started from; in smoke mode the tiny BERT, rebuilt identically if not cached."""
-    from .model import ensure_smoke_model
-
-    return config.model_name or str(ensure_smoke_model())
-
-
-def load_trained_model(model_dir: Path, config: RunConfig, *, dequantize_base: bool = False):
-    """The model a run trained, in eval mode: the full model, or the base with the saved adapter and QA head.
-
-    The base is loaded by `common.model.load_model` exactly as for training (QLoRA/QDoRA: re-quantized to 4-bit
-    NF4 with the same settings, which gives the same 4-bit weights), then the adapter goes on top.
-    `dequantize_base` replaces the 4-bit layers by float32 ones holding the dequantized NF4 weights, for merging.
-    """
-    import torch
-
-    from .model import load_model
-
-    if (model_dir / ADAPTER_CONFIG).exists():
-        from peft import PeftModel
-
-        base_config = dataclasses.replace(config, use_peft=False, gradient_checkpointing=False)
-        base = load_model(base_config, model_name=base_model_name(config))
-        if dequantize_base and config.quantize_4bit:
-            base = base.dequantize(dtype=torch.float32)
-        model = PeftModel.from_pretrained(base, str(model_dir))
-    else:
-        from transformers import AutoModelForQuestionAnswering
-
-        model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir), attn_implementation="sdpa")
-    return model.eval()
+# Answering with a saved run
 
 
 def make_predictor(model, tokenizer, config: RunConfig, *, work_dir: str, eval_batch_size: Optional[int] = None):
     """A Trainer used only for `predict`, with the evaluation settings of the run (batch, precision, padding)."""
     from .model import resolve_precision
-    from .run import collate_without_length, make_trainer_class, training_arguments
 
     config = dataclasses.replace(config, report_to="none", eval_batch_size=eval_batch_size or config.eval_batch_size)
     return make_trainer_class()(
@@ -202,8 +157,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 def main(*, model_size: str, argv: Optional[list[str]] = None, description: str = "") -> int:
     """Entry point of `bertimbau_*/main_predict.py`: exit status 0 on success, 2 on bad input (one-line message)."""
-    from .run import setup_logging
-
     setup_logging()
     args = build_parser(description).parse_args(argv)
     try:

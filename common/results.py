@@ -1,4 +1,4 @@
-"""One results row per run, in a CSV with a fixed, documented column order (README "Results file").
+"""One results row per run, in a CSV with a fixed, documented column order (docs/results.md).
 
 Appends are atomic and serialised: the row is written under an exclusive lock on `<file>.lock` into a
 temporary copy of the whole file that then replaces the original (os.replace). Ten runs finishing at once

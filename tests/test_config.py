@@ -36,10 +36,23 @@ def test_bad_values_are_refused_by_name(argv, message):
         parse_config("base", "lora", argv)
 
 
-def test_readme_names_every_flag():
+def test_docs_name_every_flag():
+    """Every flag of the config is documented, in the README or one of the docs/ pages it links to."""
     import dataclasses
 
     from common.config import RunConfig
 
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
+    assert [f.name for f in dataclasses.fields(RunConfig) if f"--{f.name}" not in text] == []
+
+
+def test_readme_links_every_docs_page_and_every_link_resolves():
+    import re
+
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert [f.name for f in dataclasses.fields(RunConfig) if f"--{f.name}" not in readme] == []
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    assert linked == {f"docs/{p.name}" for p in (REPO_ROOT / "docs").glob("*.md")}
+    for page in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"

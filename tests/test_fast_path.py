@@ -6,7 +6,7 @@ from common.data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_fil
 from common.feature_cache import build_features, feature_cache_key
 from common.model import ensure_smoke_model
 from common.preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
-from common.run import collate_without_length, qa_loss
+from common.trainer import collate_without_length, qa_loss
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_reloaded_adapter_and_merged_model_match_the_model_in_memory(method, tmp
 
     from common.export import write_merged_model
     from common.model import ensure_smoke_model, load_model
-    from common.predict import load_trained_model
+    from common.saved_run import load_trained_model
 
     config = layered_defaults("base", method, smoke=True)
     model = load_model(config, model_name=str(ensure_smoke_model()))
