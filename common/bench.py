@@ -233,6 +233,7 @@ def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float
             learning_rate=learning_rate, warmup_ratio=0.1, logging_steps=10_000, results_file=str(tmp / "rows.csv"),
             seed=seed, output_dir=str(tmp / "ours"),
             precision=precision,  # auto by default: the smoke preset pins fp32 for its tiny model, not for this one
+            num_threads=0,  # torch's default, as the baseline arm: the smoke preset's one thread is for its tiny model
         )
         precision = resolve_precision(config)  # what auto resolves to on this CPU
         print(f"[bench] CPU: {len(examples)} questions of {data_label}; model {CPU_BENCH_SHAPE}; "

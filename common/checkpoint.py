@@ -28,7 +28,7 @@ _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # Settings that do not change what is trained, so a resumed run may change them.
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "results_file", "resume", "debug", "logging_steps", "dataloader_num_workers", "save_steps",
-     "eval_batch_size", "feature_cache"}
+     "eval_batch_size", "feature_cache", "num_threads"}
 )
 
 

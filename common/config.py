@@ -48,6 +48,11 @@ SMOKE_PRESET: dict = {
     # The tiny model's matrices are too small for bf16 to pay: autocast's casts cost more than they save
     # (a smoke run trained in 2.3-3.4 s in fp32 against 3.9-4.2 s in bf16 on an AMX CPU).
     "precision": "fp32",
+    # One CPU thread: the tiny model's matrices are too small to split well, and a second thread that has to
+    # wait for a busy core stalls every step. Measured on 2 cores (LoRA smoke run, training seconds): idle 2.0 s
+    # with 1 thread against 1.4 s with 2; with one core busy 1.9 s against 4.3 s (and 3 s against 80 s seen on a
+    # heavily loaded machine).
+    "num_threads": 1,
 }
 
 
@@ -132,6 +137,7 @@ class RunConfig:
     torch_compile: bool = _help("Compile the model with torch.compile.", default=False)
     feature_cache: bool = _help("Reuse tokenized windows cached on disk by an earlier run with the same data, tokenizer and windowing.", default=True)
     dataloader_num_workers: int = _help("Worker processes for the data loader.", default=0)
+    num_threads: int = _help("CPU threads for torch (0: torch's default, one per core; smoke runs use 1).", default=0)
 
     # --- outputs ---
     output_dir: Optional[str] = _help("Where the model, predictions.json and logs go (default outputs/<run name>).", default=None)
@@ -199,6 +205,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
         (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),
+        (config.num_threads >= 0, f"--num_threads {config.num_threads}: must be >= 0 (0: torch's default)"),
         (config.save_steps >= 0, f"--save_steps {config.save_steps}: must be >= 0 (0: no checkpoints)"),
         ((config.train_file is None) == (config.validation_file is None),
          "--train_file and --validation_file go together (or pass neither to use --dataset)"),

@@ -72,6 +72,8 @@ def run(config: RunConfig) -> Optional[dict]:
 
     logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
     resolve_report_to(config.report_to)  # a tracker that is not installed stops the run before any work
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
     output_dir = config.resolved_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
