@@ -134,7 +134,14 @@ class RunConfig:
     fast_cpu_dropout: bool = _help(
         "On CPU, draw dropout masks ~10x faster than PyTorch's (common/cpu_dropout.py; drop probability rounded to "
         "a multiple of 1/65536). GPUs always use native dropout.", default=True)
-    torch_compile: bool = _help("Compile the model with torch.compile.", default=False)
+    torch_compile: Optional[bool] = _help(
+        "Compile the training step with torch.compile and, on a GPU, capture it in CUDA graphs (one per bucket of "
+        "64 tokens). Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it "
+        "off.", default=None)
+    compile_scope: str = _help(
+        "What --torch_compile compiles: layers (each encoder layer; they share one compiled graph, so compiling "
+        "takes seconds) or model (the whole forward and loss in one graph: fewer launches, longer compile).",
+        default="layers")
     feature_cache: bool = _help("Reuse tokenized windows cached on disk by an earlier run with the same data, tokenizer and windowing.", default=True)
     dataloader_num_workers: int = _help("Worker processes for the data loader.", default=0)
     num_threads: int = _help("CPU threads for torch (0: torch's default, one per core; smoke runs use 1).", default=0)
@@ -202,6 +209,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.n_best_size >= 1, f"--n_best_size {config.n_best_size}: must be >= 1"),
         (config.max_answer_length >= 1, f"--max_answer_length {config.max_answer_length}: must be >= 1"),
         (config.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {config.precision!r}: choose auto, bf16, fp16 or fp32"),
+        (config.compile_scope in ("layers", "model"), f"--compile_scope {config.compile_scope!r}: choose layers or model"),
         (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
         (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),

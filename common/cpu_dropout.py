@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from . import attention
+
 LANES = 1 << 16  # values of a 16-bit lane
 ATTENTION_NAME = "sdpa_fast_cpu_dropout"  # registered with transformers' attention and mask interfaces
 
@@ -69,14 +71,6 @@ def attention_with_fast_dropout(module, query, key, value, attention_mask, scali
     return torch.matmul(probabilities, value).transpose(1, 2).contiguous(), None
 
 
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(ATTENTION_NAME, attention_with_fast_dropout)
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
-
-
 def enable_fast_cpu_dropout(model: torch.nn.Module) -> int:
     """Swap every `nn.Dropout` (BERT's hidden dropouts, the LoRA branch's) for `FastDropout`, and, if the model
     uses SDPA, its attention function for `attention_with_fast_dropout`. Returns how many modules were swapped."""
@@ -89,7 +83,7 @@ def enable_fast_cpu_dropout(model: torch.nn.Module) -> int:
                 setattr(parent, name, replacement)
                 swapped += 1
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a peft wrapper
-    if getattr(base.config, "_attn_implementation", None) == "sdpa":
-        _register_attention()
-        base.set_attn_implementation(ATTENTION_NAME)
+    if getattr(base.config, "_attn_implementation", None) in ("sdpa", attention.NAME):
+        # The mask without the host read of common/attention.py, with this module's attention function.
+        base.set_attn_implementation(attention.register(ATTENTION_NAME, attention_with_fast_dropout))
     return swapped

@@ -38,18 +38,45 @@ class RunInterrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def check_finite_loss(loss, *, step: int, learning_rate: float) -> None:
-    """Raise TrainingDiverged on a NaN or infinite loss (the Trainer would log it as a finite average).
+class LossWatch:
+    """Notices a NaN or infinite training loss on the device, and says so only when asked (`check`).
 
-    Reading the loss waits for the GPU, once per batch; the Trainer's own NaN filter already does so there.
+    Reading the loss on the host after every step (`bool(torch.isfinite(loss))`) would make the CPU wait for the
+    GPU once per step, so it could not queue the next step's kernels in the meantime. Instead each step records,
+    on the device, the first optimizer step whose loss was not finite and that loss; `check` reads them (one
+    host-device synchronisation) at logging steps, before a checkpoint is saved and when training ends, and
+    raises TrainingDiverged naming the step. A diverged run therefore stops at the next check, not at once:
+    at most `--logging_steps` steps later, steps that the diverged weights would have wasted anyway.
     """
-    import torch
 
-    if not bool(torch.isfinite(loss).all()):
-        raise TrainingDiverged(
-            f"training loss is {float(loss)} at optimizer step {step}: the run diverged; lower --learning_rate "
-            f"(this run: {learning_rate:g}) or keep gradient clipping on (--max_grad_norm 1.0)"
-        )
+    def __init__(self, *, learning_rate: float):
+        self.learning_rate = learning_rate
+        self.first_step = None  # device tensors, created with the first loss (on its device)
+        self.first_loss = None
+
+    def observe(self, loss, *, step: int) -> None:
+        """Record `loss` of optimizer step `step` (1-based) without a host-device synchronisation."""
+        import torch
+
+        loss = loss.detach().float()
+        if self.first_step is None:
+            self.first_step = torch.zeros((), dtype=torch.int64, device=loss.device)
+            self.first_loss = torch.zeros((), dtype=torch.float32, device=loss.device)
+        new = ~torch.isfinite(loss) & (self.first_step == 0)
+        # Python numbers in torch.where are kernel arguments, not copies to the device.
+        self.first_step = torch.where(new, step, self.first_step)
+        self.first_loss = torch.where(new, loss, self.first_loss)
+
+    def check(self) -> None:
+        """Raise TrainingDiverged if any observed loss was not finite (reads the device: call it rarely)."""
+        if self.first_step is None:
+            return
+        step = int(self.first_step)
+        if step:
+            raise TrainingDiverged(
+                f"training loss is {float(self.first_loss)} at optimizer step {step}: the run diverged; lower "
+                f"--learning_rate (this run: {self.learning_rate:g}) or keep gradient clipping on (--max_grad_norm 1.0)"
+            )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from .attention import use_sdpa_without_host_sync
 from .config import RunConfig, cache_dir
 from .data import SMOKE_DATA_DIR
 
@@ -85,6 +86,19 @@ def resolve_precision(config: RunConfig) -> str:
     # Measured on a 2-core AMX Xeon, the CPU benchmark's model through common.run (seed 42, fast dropout): bf16
     # autocast trains at 6,976 real tokens/s against 4,433 in fp32, with the same F1 (45.08 against 44.94).
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_compile(config: RunConfig, *, world_size: int) -> tuple[bool, str]:
+    """(compile or not, why) for a run: an explicit --torch_compile wins; by default on a CUDA GPU in one process."""
+    if config.torch_compile is not None:
+        return bool(config.torch_compile), "--torch_compile " + str(config.torch_compile).lower()
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU (on a CPU compiling costs more than it saves for these models)"
+    if world_size > 1:
+        return False, "several processes (DDP): not measured compiled, so left eager"
+    if config.gradient_checkpointing:
+        return False, "--gradient_checkpointing: recomputation and CUDA graphs not measured together"
+    return True, "a CUDA GPU in a single process"
 
 
 def quantization_config(config: RunConfig):
@@ -165,6 +179,7 @@ def load_model(config: RunConfig, *, model_name: Optional[str] = None) -> torch.
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
         model = get_peft_model(model, peft_config)
+    use_sdpa_without_host_sync(model)  # the same SDPA, without a GPU sync per forward for its mask
     if config.fast_cpu_dropout and not torch.cuda.is_available():  # GPUs keep their fused native dropout
         from .cpu_dropout import enable_fast_cpu_dropout
 

@@ -25,10 +25,11 @@ RESULT_COLUMNS = [
     "lora_dropout", "target_modules", "quantize_4bit", "use_dora", "max_seq_length", "doc_stride", "data_source",
     "train_examples", "train_features", "train_answers_dropped", "eval_examples", "eval_features",
     # what came out
-    "f1", "exact_match", "f1_pt", "exact_match_pt", "train_time_s", "eval_time_s", "train_tokens_per_s",
+    "f1", "exact_match", "f1_pt", "exact_match_pt", "train_time_s", "compile_time_s", "eval_time_s",
+    "train_tokens_per_s",
     "peak_memory_mb", "trainable_params", "total_params", "train_loss", "artifact_size_mb",
     # provenance
-    "device", "precision", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
+    "device", "precision", "compiled", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
 ]
 
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -77,7 +78,7 @@ def data_source_label(config: RunConfig) -> str:
 
 def describe_run(config: RunConfig, *, world_size: int) -> dict:
     """The columns that say what ran, where and with which code: shared by finished and failed runs' rows."""
-    from .model import resolve_precision
+    from .model import resolve_compile, resolve_precision
 
     commit, dirty = git_state(REPO_ROOT)
     return {
@@ -103,6 +104,7 @@ def describe_run(config: RunConfig, *, world_size: int) -> dict:
         "data_source": data_source_label(config),
         "device": device_name(),
         "precision": resolve_precision(config),
+        "compiled": str(resolve_compile(config, world_size=world_size)[0]).lower(),
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": library_versions(),

@@ -10,6 +10,7 @@ import logging
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,16 +20,18 @@ from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
-from .distributed import bind_local_device
+from .batches import PackedWindows, batch_collator, pad_multiple
+from .compile import compile_seconds, compile_training_step
+from .distributed import bind_local_device, world_size
 from .export import artifact_size_mb, write_merged_model
 from .faults import report_bad_input, run_recording_failures
 from .inference import build_eval_features, predict_answers, score_predictions
 from .model_card import write_model_card
 from .preflight import check_results_file, load_checked_model
-from .preprocess import MODEL_INPUTS, prepare_train_features
+from .preprocess import prepare_train_features
 from .results import append_result, data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
-from .trainer import LABELS, collate_without_length, make_trainer_class, setup_logging, training_arguments
+from .trainer import collate_without_length, forward_and_loss, make_trainer_class, setup_logging, training_arguments
 
 logger = logging.getLogger("bertimbau_qa")
 
@@ -68,7 +71,7 @@ def run(config: RunConfig) -> Optional[dict]:
     import torch
     from transformers import set_seed
 
-    from .model import count_parameters, ensure_smoke_model, load_model, resolve_precision
+    from .model import count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_precision
 
     logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
     resolve_report_to(config.report_to)  # a tracker that is not installed stops the run before any work
@@ -112,25 +115,38 @@ def run(config: RunConfig) -> Optional[dict]:
 
     # --- model ---
     bind_local_device()
-    model = load_model(config, model_name=model_name)
+    compiled, compile_reason = resolve_compile(config, world_size=world_size())
+    # Compiled, dropout is fused into the generated kernels: the hand-written CPU dropout is for eager CPU runs.
+    model = load_model(replace(config, fast_cpu_dropout=config.fast_cpu_dropout and not compiled), model_name=model_name)
     trainable, total = count_parameters(model)
     logger.info("Method %s: %s trainable of %s parameters (%.2f%%)", config.method, f"{trainable:,}", f"{total:,}",
                 100 * trainable / total)
 
     # --- train ---
+    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope) if compiled
+                                else (forward_and_loss, False))
+    logger.info("Training step: %s (%s)", f"compiled ({config.compile_scope}{', CUDA graphs' if cudagraphs else ''})"
+                if compiled else "eager", compile_reason)
+    windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,
             args=training_arguments(config, precision=precision, output_dir=output_dir),
-            train_dataset=train_features.select_columns([*MODEL_INPUTS, *LABELS, "length"]),
-            data_collator=collate_without_length(tokenizer),
+            train_dataset=windows,
+            data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(
+                compiled=compiled, on_gpu=torch.cuda.is_available())),
+            eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, prior_train_time=prior_train_time),
+            forward_loss=forward_loss,
+            cudagraphs=cudagraphs,
         )
-    started = time.perf_counter()
+    started, compiling_before = time.perf_counter(), compile_seconds()
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    # A resumed run adds the training time its checkpoint recorded: time and tokens/s cover all the training.
-    train_time = time.perf_counter() - started + prior_train_time
+    # Compiling is reported apart from training; a resumed run adds the training time its checkpoint recorded, so
+    # time and tokens/s cover all the training.
+    compile_time = compile_seconds() - compiling_before
+    train_time = time.perf_counter() - started - compile_time + prior_train_time
 
     # --- evaluate ---
     started = time.perf_counter()
@@ -150,7 +166,7 @@ def run(config: RunConfig) -> Optional[dict]:
     (output_dir / "run_config.json").write_text(json.dumps(vars(config), indent=1, default=str), encoding="utf-8")
 
     device = device_name()
-    train_tokens = sum(train_features["length"]) * config.num_epochs
+    train_tokens = int(windows.lengths.sum()) * config.num_epochs
     row = {
         **describe_run(config, world_size=trainer.args.world_size),
         "train_examples": len(train_examples),
@@ -163,6 +179,7 @@ def run(config: RunConfig) -> Optional[dict]:
         "f1_pt": round(scores_pt["f1"], 4),
         "exact_match_pt": round(scores_pt["exact_match"], 4),
         "train_time_s": round(train_time, 3),
+        "compile_time_s": round(compile_time, 3),
         "eval_time_s": round(eval_time, 3),
         "train_tokens_per_s": round(train_tokens / train_time, 1),
         "peak_memory_mb": round(peak_memory_mb(device), 1),

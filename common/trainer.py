@@ -12,7 +12,8 @@ from typing import Optional
 from .checkpoint import checkpoint_arguments
 from .config import RunConfig
 from .distributed import quiet_replicas
-from .faults import check_finite_loss
+from .faults import LossWatch
+from .preprocess import MODEL_INPUTS
 from .tracking import resolve_report_to
 
 logger = logging.getLogger("bertimbau_qa")
@@ -72,21 +73,93 @@ def qa_loss(*, start_logits, end_logits, start_positions, end_positions, attenti
 
 
 
+def forward_and_loss(model, inputs: dict):
+    """The training step's forward: the model on a batch, then the masked QA loss. One function, so that the
+    compiled path (common/compile.py) and the eager path compute exactly the same thing."""
+    outputs = model(**{key: inputs[key] for key in MODEL_INPUTS})
+    return qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
+                   attention_mask=inputs["attention_mask"], **{key: inputs[key] for key in LABELS})
+
+
 def make_trainer_class():
-    """The HF Trainer with the padding-masked QA loss and evaluation in feature order (built lazily:
-    importing transformers is slow)."""
+    """The HF Trainer with the padding-masked QA loss, a training step that never waits for the GPU, and
+    evaluation in feature order (built lazily: importing transformers is slow)."""
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
     class QATrainer(Trainer):
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation
 
+        def __init__(self, *args, forward_loss=forward_and_loss, cudagraphs: bool = False, eval_data_collator=None,
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            # Training batches come from packed windows (common/batches.py); evaluation windows are a
+            # `datasets.Dataset` with their own collator.
+            self.eval_data_collator = eval_data_collator or self.data_collator
+            self.forward_loss = forward_loss  # forward_and_loss, or its compiled form
+            self.cudagraphs = cudagraphs
+            self.loss_watch = LossWatch(learning_rate=self.args.learning_rate)
+            self._flop_parameters = None
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = {key: inputs.pop(key) for key in LABELS}
-            outputs = model(**inputs)
-            loss = qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
-                           attention_mask=inputs["attention_mask"], **labels)
-            return (loss, outputs) if return_outputs else loss
+            if return_outputs:  # not used by training; kept for the Trainer's API
+                outputs = model(**{key: inputs[key] for key in MODEL_INPUTS})
+                return forward_and_loss(model, inputs), outputs
+            if self.cudagraphs:
+                import torch
+
+                # A new iteration for CUDA graph trees: the previous step's graph outputs may be reused.
+                torch.compiler.cudagraph_mark_step_begin()
+            return self.forward_loss(model, inputs)
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            # Checked on the device, read at logging steps, checkpoints and the end (see LossWatch): the Trainer
+            # would log a NaN loss as the average of the earlier ones and go on.
+            self.loss_watch.observe(loss, step=self.state.global_step + 1)
+            return loss
+
+        def log(self, logs, *args, **kwargs):
+            self.loss_watch.check()  # the Trainer reads the loss here anyway: no extra wait
+            super().log(logs, *args, **kwargs)
+
+        def _save_checkpoint(self, model, trial):
+            self.loss_watch.check()  # never save diverged weights as the run's last checkpoint
+            super()._save_checkpoint(model, trial)
+
+        def train(self, *args, **kwargs):
+            output = super().train(*args, **kwargs)
+            self.loss_watch.check()  # the steps after the last logging step
+            return output
+
+        def predict(self, *args, **kwargs):
+            import torch
+
+            # Compiled layers serve training only: evaluation batches come in other shapes, which would each
+            # be compiled or captured for nothing.
+            training_collator, self.data_collator = self.data_collator, self.eval_data_collator
+            try:
+                with torch.compiler.set_stance("force_eager"):
+                    return super().predict(*args, **kwargs)
+            finally:
+                self.data_collator = training_collator
+
+        def floating_point_ops(self, inputs) -> int:
+            # The Trainer's version walks every parameter at every step (1.8 ms of CPU for BERTimbau-Base);
+            # the count does not change during training, so it is taken once.
+            if self._flop_parameters is None:
+                self._flop_parameters = self.model.num_parameters(exclude_embeddings=True)
+            return 6 * inputs["input_ids"].numel() * self._flop_parameters
+
+        def _get_train_sampler(self, train_dataset=None):
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "lengths"):
+                return super()._get_train_sampler(train_dataset)
+            # The packed windows know their lengths: the Trainer would otherwise measure every window.
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=dataset.lengths.tolist())
 
         def _get_eval_sampler(self, eval_dataset):
             # transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which
@@ -94,15 +167,7 @@ def make_trainer_class():
             # needs them in feature order. Sequential on one process; None lets accelerate shard in order.
             return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            # Checked every step: the Trainer logs a NaN loss as the average of the earlier ones.
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            check_finite_loss(loss, step=self.state.global_step + 1, learning_rate=self.args.learning_rate)
-            return loss
-
     return QATrainer
-
-
 
 
 def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
@@ -139,7 +204,11 @@ def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
         run_name=config.run_name,
         logging_steps=config.logging_steps,
         logging_first_step=True,
-        torch_compile=config.torch_compile,
+        # The NaN/inf filter reads every step's loss on the host (a GPU sync per step); LossWatch replaces it.
+        logging_nan_inf_filter=False,
+        # Batches go to the GPU from pinned memory without waiting (accelerate copies them blocking by default).
+        dataloader_pin_memory=torch.cuda.is_available(),
+        accelerator_config={"non_blocking": torch.cuda.is_available()},
         dataloader_num_workers=config.dataloader_num_workers,
         disable_tqdm=False,
     )

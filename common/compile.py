@@ -1,0 +1,86 @@
+"""The compiled training step: torch.compile, and on a GPU CUDA graphs, with few shapes and no graph break.
+
+Why: at the paper's batch sizes a BERTimbau step is ~3,400 (Base) or ~1,700 (Large) real tokens, and eagerly it
+launches 1,500 to 3,700 small kernels, each costing more time on the CPU than the GPU spends on it. Compiled,
+the pointwise work is fused into few kernels, and `mode="reduce-overhead"` records them in CUDA graphs that are
+replayed with one launch each. A CUDA graph has fixed shapes, so batches are padded to buckets of 64 tokens
+(common/batches.py: at most 6 shapes at 384 tokens); sequence and batch dimensions are marked dynamic so that
+one compilation serves every bucket and each bucket only records its own graph.
+
+Scopes (`--compile_scope`):
+- `layers` (default): each encoder layer is compiled. All layers run the same code, so one compilation serves
+  them all and compiling takes seconds instead of the minute or more a whole BERTimbau-Large graph takes; the
+  embeddings, the mask and the loss stay eager (a few dozen kernels).
+- `model`: the whole forward and loss in one graph, one CUDA graph replay per step, a longer compile.
+Evaluation always runs eagerly (QATrainer.predict): its batches have other shapes.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+import torch
+
+from .patches import apply_compile_patches, prepare_4bit_layers_for_compile
+from .trainer import forward_and_loss
+
+logger = logging.getLogger("bertimbau_qa")
+
+
+def _encoder(model) -> torch.nn.Module:
+    """The encoder of a BERT-like model (its `.layer` list), through a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, base.base_model_prefix).encoder
+
+
+def _mark_dynamic(tensor, dims) -> None:
+    # maybe_: where the model's code does specialise a dimension, dynamo keeps it static instead of failing.
+    for dim in dims:
+        if dim < tensor.dim():
+            torch._dynamo.maybe_mark_dynamic(tensor, dim)
+
+
+def _mark_encoder_inputs(_module, args, kwargs):
+    """Batch and sequence dimensions of the hidden states and the mask are dynamic from the first compilation."""
+    hidden = args[0] if args else kwargs.get("hidden_states")
+    if isinstance(hidden, torch.Tensor):
+        _mark_dynamic(hidden, (0, 1))
+    mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+    if isinstance(mask, torch.Tensor):
+        _mark_dynamic(mask, (0, 2, 3) if mask.dim() == 4 else (0, 1))
+
+
+def compile_training_step(model, *, scope: str = "layers", backend: str = "inductor",
+                          mode: Optional[str] = "auto") -> tuple[Callable, bool]:
+    """Compile what a training step runs; (the step's forward-and-loss function, whether CUDA graphs are used).
+
+    `mode="auto"` is "reduce-overhead" (CUDA graphs) on a CUDA GPU and the default mode elsewhere. Other backends
+    than inductor (e.g. "aot_eager") are for tests: they trace and partition the same graphs without generating
+    kernels.
+    """
+    if mode == "auto":  # the model may still be on the CPU here: the Trainer moves it when it is built
+        mode = "reduce-overhead" if torch.cuda.is_available() and backend == "inductor" else None
+    apply_compile_patches()
+    prepare_4bit_layers_for_compile(model)
+    options = {"backend": backend, "mode": mode, "dynamic": None}
+    if scope == "layers":
+        encoder = _encoder(model)
+        for layer in encoder.layer:
+            layer.compile(**options)  # in place: the module tree and state dict keep their names
+        encoder.register_forward_pre_hook(_mark_encoder_inputs, with_kwargs=True)
+        return forward_and_loss, mode == "reduce-overhead"
+    if scope != "model":
+        raise ValueError(f"compile scope {scope!r}: choose layers or model")
+    compiled = torch.compile(forward_and_loss, **options)
+
+    def compiled_forward_and_loss(model, inputs):
+        for key, value in inputs.items():
+            _mark_dynamic(value, (0, 1))
+        return compiled(model, inputs)
+
+    return compiled_forward_and_loss, mode == "reduce-overhead"
+
+
+def compile_seconds() -> float:
+    """Seconds spent compiling so far in this process (dynamo, AOT autograd and the backend; forward and backward)."""
+    return float(torch._dynamo.utils.calculate_time_spent().get("total_wall_time", 0.0))

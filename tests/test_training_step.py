@@ -1,0 +1,279 @@
+"""The training step at GPU speed, proved on a CPU: no host-device synchronisation inside a step, batches built by
+a gather, bucketed static shapes, zero graph breaks for all five methods, bounded recompiles, and compiled equal
+to eager (dropout off)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from common.batches import BUCKET, PackedWindows, batch_collator, pad_multiple, padded_length
+from common.compile import compile_training_step
+from common.config import parse_config
+from common.data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_file
+from common.feature_cache import build_features
+from common.model import ensure_smoke_model, load_model
+from common.patches import (
+    BNB_LINEAR4BIT_FORWARD_SHA256, PEFT_DEQUANTIZE_SHA256, apply_compile_patches, dequantize_module_weight, source_hash,
+)
+from common.preprocess import MODEL_INPUTS, prepare_train_features
+from common.trainer import collate_without_length, forward_and_loss, make_trainer_class, training_arguments
+
+METHODS = ["full", "lora", "qlora", "dora", "qdora"]
+MAX_LENGTH = 128
+
+
+@pytest.fixture(scope="module")
+def features(smoke_tokenizer):
+    examples, _ = align_training_answers(load_squad_file(SMOKE_TRAIN_FILE)[:60])
+    built, _ = build_features(examples, prepare_train_features, tokenizer=smoke_tokenizer, max_seq_length=MAX_LENGTH,
+                              doc_stride=48, use_cache=False, description="test")
+    return built
+
+
+@pytest.fixture(scope="module")
+def windows(features):
+    return PackedWindows.from_features(features, max_length=MAX_LENGTH)
+
+
+def smoke_model(method, *extra):
+    config = parse_config("base", method, ["--smoke", *extra])
+    return config, load_model(config, model_name=str(ensure_smoke_model()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batches
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_packed_batch_equals_the_tokenizer_collator(features, windows, smoke_tokenizer, multiple):
+    indices = [5, 0, 17, 3, 11, 2, 30, 8]
+    rows = [{k: features[k][i] for k in [*MODEL_INPUTS, "start_positions", "end_positions", "length"]} for i in indices]
+    expected = collate_without_length(smoke_tokenizer, pad_to_multiple_of=multiple if multiple > 1 else None)(rows)
+    got = windows.batch(indices, pad_to_multiple_of=multiple)
+    assert got.keys() == expected.keys()
+    for key in got:
+        assert torch.equal(got[key], expected[key].to(torch.int64)), key
+
+
+def test_buckets_pad_to_multiples_of_64_capped_at_max_length(windows):
+    assert [padded_length(n, multiple=BUCKET, cap=384) for n in (1, 64, 65, 200, 330, 384)] == [64, 64, 128, 256,
+                                                                                                   384, 384]
+    assert padded_length(100, multiple=BUCKET, cap=MAX_LENGTH) == 128 and padded_length(100, multiple=1, cap=128) == 100
+    order = np.argsort(-windows.lengths, kind="stable")
+    shapes = set()
+    for start in range(0, len(windows), 16):
+        chosen = order[start:start + 16]
+        batch = windows.batch(chosen, pad_to_multiple_of=BUCKET)
+        width = batch["input_ids"].shape[1]
+        shapes.add(width)
+        assert width == min(MAX_LENGTH, -(-int(windows.lengths[chosen].max()) // 64) * 64)
+        assert torch.equal(batch["attention_mask"].sum(1), torch.tensor(windows.lengths[chosen]))
+        assert (batch["input_ids"][batch["attention_mask"] == 0] == 0).all()  # padding is [PAD], masked
+    assert shapes <= {64, 128}
+    assert pad_multiple(compiled=True, on_gpu=True) == BUCKET and pad_multiple(compiled=False, on_gpu=False) == 1
+
+
+def test_features_padded_to_max_length_pack_like_unpadded_ones(smoke_tokenizer, windows):
+    examples, _ = align_training_answers(load_squad_file(SMOKE_TRAIN_FILE)[:60])
+    padded, _ = build_features(examples, prepare_train_features, tokenizer=smoke_tokenizer, max_seq_length=MAX_LENGTH,
+                               doc_stride=48, pad_to_max_length=True, use_cache=False, description="test")
+    other = PackedWindows.from_features(padded, max_length=MAX_LENGTH)
+    for field in ("input_ids", "token_type_ids", "starts", "lengths", "start_positions", "end_positions"):
+        assert np.array_equal(getattr(other, field), getattr(windows, field)), field
+
+
+def test_packing_respects_a_selection_of_the_features(features, windows):
+    chosen = PackedWindows.from_features(features.select(range(10, 20)), max_length=MAX_LENGTH)
+    assert len(chosen) == 10
+    assert torch.equal(chosen.batch(range(10))["input_ids"], windows.batch(range(10, 20))["input_ids"])
+
+
+def test_the_dataloader_hands_the_collator_whole_batches(windows):
+    loader = torch.utils.data.DataLoader(windows, batch_size=4, collate_fn=batch_collator(windows))
+    first = next(iter(loader))
+    assert torch.equal(first["input_ids"], windows.batch([0, 1, 2, 3])["input_ids"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# No host-device synchronisation inside a training step
+
+# Ops that make the host wait for the device: reading a value (.item(), bool(), float()) and ops whose output
+# size depends on the data.
+SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "equal", "unique", "_unique2", "unique_consecutive"}
+
+
+class SyncCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.syncs, self.ops = [], 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        if func.__name__.split(".")[0] in SYNCING:
+            self.syncs.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_sync_counter_sees_a_sync():
+    with SyncCounter() as counter:
+        bool(torch.ones(3).sum() > 0)
+        torch.ones(3).nonzero()
+    assert counter.syncs == ["_local_scalar_dense.default", "nonzero.default"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_steps_never_wait_for_the_device(method, windows, tmp_path):
+    """Forward, backward, clipping, optimizer and scheduler of every step outside logging steps: zero syncs."""
+    from transformers import TrainerCallback
+
+    per_step = {}
+
+    class CountEachStep(TrainerCallback):  # step_begin..step_end spans the whole step; logging comes after
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.counter = SyncCounter().__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.counter.__exit__(None, None, None)
+            per_step[state.global_step] = (self.counter.syncs, self.counter.ops)
+
+    config, model = smoke_model(method, "--logging_steps", "3", "--report_to", "none")
+    args = training_arguments(config, precision="fp32", output_dir=tmp_path)
+    args.max_steps, args.disable_tqdm = 5, True
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows),
+                                   callbacks=[CountEachStep()])
+    trainer.train()
+    assert sorted(per_step) == [1, 2, 3, 4, 5]
+    assert all(ops > 100 for _, ops in per_step.values())  # the counter did see the step's work
+    assert {step: syncs for step, (syncs, _) in per_step.items() if syncs} == {}
+    assert trainer.args.logging_nan_inf_filter is False  # the Trainer's own per-step loss read is off
+
+
+def test_flops_are_counted_without_walking_the_parameters_each_step(windows, tmp_path, monkeypatch):
+    config, model = smoke_model("full", "--report_to", "none")
+    calls = []
+    original = type(model).num_parameters
+    monkeypatch.setattr(type(model), "num_parameters", lambda self, **kw: calls.append(1) or original(self, **kw))
+    args = training_arguments(config, precision="fp32", output_dir=tmp_path)
+    args.max_steps, args.disable_tqdm = 4, True
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows))
+    trainer.train()
+    assert trainer.state.total_flos > 0 and len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compiled: no graph break, few compilations, the same numbers
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_graph_break_in_the_training_forward(method, windows):
+    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
+    apply_compile_patches()
+    from common.patches import prepare_4bit_layers_for_compile
+
+    prepare_4bit_layers_for_compile(model)
+    batch = windows.batch(range(16), pad_to_multiple_of=BUCKET)
+    torch._dynamo.reset()
+    for _ in range(2):  # the first call is where bitsandbytes used to change its own state
+        explained = torch._dynamo.explain(forward_and_loss)(model.train(), batch)
+        assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
+            str(r.reason).splitlines()[0] for r in explained.break_reasons]
+    torch._dynamo.reset()
+
+
+def epoch_of_batches(windows, batch_size=16):
+    order = np.argsort(-windows.lengths, kind="stable")  # as the length-grouped sampler: lengths change slowly
+    return [windows.batch(order[i:i + batch_size], pad_to_multiple_of=BUCKET) for i in range(0, len(order), batch_size)]
+
+
+@pytest.mark.parametrize("scope, compilations", [
+    ("model", 1),
+    # Each layer compiles once for all shapes, but the first layer's input does not require grad (LoRA freezes the
+    # embeddings) while the others' do: two graphs, whatever the number of buckets and batch sizes.
+    ("layers", 2),
+])
+def test_compilations_do_not_grow_with_the_number_of_shapes(scope, compilations, windows):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    batches = epoch_of_batches(windows)
+    # Shapes the compiler has not seen on top of an epoch: other batch sizes, and windows cut to 60 tokens (the
+    # smoke data has no window that short at 128) for the 64-token bucket.
+    short = dataclasses.replace(windows, lengths=np.minimum(windows.lengths, 60),
+                                start_positions=np.zeros_like(windows.start_positions),
+                                end_positions=np.zeros_like(windows.end_positions))
+    batches += [short.batch(range(n), pad_to_multiple_of=BUCKET) for n in (16, 3)]
+    batches += [windows.batch(range(5), pad_to_multiple_of=BUCKET)]
+    shapes = {tuple(b["input_ids"].shape) for b in batches}
+    assert len(shapes) >= 4 and {s[1] for s in shapes} == {64, 128}
+    _, model = smoke_model("lora", "--fast_cpu_dropout", "false")
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    step, _ = compile_training_step(model.train(), scope=scope, backend=counter, mode=None)
+    for batch in batches:
+        step(model, batch).backward()
+    assert counter.frame_count == compilations
+    torch._dynamo.reset()
+
+
+def loss_and_grads(model, batch, step=forward_and_loss):
+    model.zero_grad()
+    loss = step(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method, scope, backend", [
+    ("full", "model", "aot_eager"), ("lora", "layers", "aot_eager"), ("qdora", "model", "aot_eager"),
+    ("lora", "layers", "inductor"),  # the real code generator, once (CPU C++ kernels)
+])
+def test_compiled_step_equals_eager_with_dropout_off(method, scope, backend, windows):
+    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
+    # Dropout off, so both paths compute the same function; training mode kept (in eval mode bitsandbytes repacks
+    # 4-bit weights for AVX512-BF16 CPUs, another code path than training's).
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
+    eager_loss, eager_grads = loss_and_grads(model, batch)
+    torch._dynamo.reset()
+    step, cudagraphs = compile_training_step(model, scope=scope, backend=backend, mode=None)
+    assert not cudagraphs
+    compiled_loss, compiled_grads = loss_and_grads(model, batch, step)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+    assert compiled_grads.keys() == eager_grads.keys()
+    for name in eager_grads:
+        torch.testing.assert_close(compiled_grads[name], eager_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+    torch._dynamo.reset()
+
+
+def test_bucket_padding_does_not_change_the_loss(windows):
+    _, model = smoke_model("full")
+    model.eval()
+    with torch.no_grad():
+        tight = forward_and_loss(model, windows.batch(range(8)))
+        bucketed = forward_and_loss(model, windows.batch(range(8), pad_to_multiple_of=BUCKET))
+    assert bucketed.item() == pytest.approx(tight.item(), abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The library patches: pinned to the sources they replace
+
+
+def test_patched_library_sources_are_the_ones_the_patches_were_written_for():
+    """Fails when peft or bitsandbytes change the code patched here: re-check common/patches.py, then update."""
+    from bitsandbytes.nn import Linear4bit
+    from peft.utils import integrations
+
+    assert source_hash(integrations.dequantize_module_weight) == PEFT_DEQUANTIZE_SHA256
+    assert source_hash(Linear4bit.forward) == BNB_LINEAR4BIT_FORWARD_SHA256
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_patched_dequantize_equals_peft(method):
+    from peft.utils.integrations import dequantize_module_weight as peft_dequantize
+
+    _, model = smoke_model(method)
+    layer = next(m for n, m in model.named_modules() if n.endswith("attention.self.query.base_layer"))
+    torch.testing.assert_close(dequantize_module_weight(layer), peft_dequantize(layer), rtol=0, atol=0)
