@@ -14,7 +14,7 @@ loss and gradients do not depend on how far a batch is padded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 

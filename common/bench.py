@@ -16,10 +16,8 @@ few minutes, but it does fit its training questions), so F1 measures whether bot
 Data: `../shared/data/squad-v1.1-pt-sample.json` with the BERTimbau vocabulary when present, else the shipped
 demo data. Writes results/bench_cpu.csv; the last line printed is one JSON object.
 
-GPU table: BERTimbau-Base and -Large shapes (random weights: no download) x the five methods, trained through
-the same Trainer set-up as the scripts on windows whose lengths follow the Portuguese SQuAD distribution.
-Prints steps/s, real tokens/s, peak memory, model-FLOPs utilisation and the projected wall-clock of 2 epochs on
-the full training set next to the paper's time; writes results/bench_gpu.csv.
+GPU table: common/bench_gpu.py (eager and compiled training steps side by side; `--gpu --dry` runs its code
+paths on a CPU).
 """
 from __future__ import annotations
 
@@ -49,39 +47,12 @@ BERTIMBAU_VOCAB = SHARED_DATA / "bertimbau-base-portuguese-cased-vocab.txt"
 CPU_BENCH_SHAPE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
                    "max_position_embeddings": 512}
 
-# BERTimbau shapes (PAPER.md "Setup": 12 layers/768/12 heads and 24/1024/16; vocabulary 29,794).
-GPU_SHAPES = {
-    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
-    "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
-}
-BERTIMBAU_VOCAB_SIZE = 29794
-
-# Full training set in windows: 87,599 questions (PAPER.md) x 1.064 windows per question at 384/128
-# (shared/data/SOURCES.md, measured on the public sample with the BERTimbau vocabulary).
-FULL_TRAIN_FEATURES = round(87599 * 1.064)
-# Window lengths (real tokens) on that sample (SOURCES.md): mean 215.5, median 202, 90th percentile 347. A
-# log-normal with median 202 and sigma 0.36 has mean 215.5; capped at 384 like the windows.
-LENGTH_MEDIAN, LENGTH_SIGMA = 202, 0.36
-
-# The paper's training wall-clock for 2 epochs, seconds (PAPER.md table; full at lr 4.25e-5, PEFT at 2e-4,
-# the scripts' defaults).
-PAPER_TIME_2_EPOCHS_S = {
-    ("base", "full"): 6004, ("base", "lora"): 1897, ("base", "qlora"): 1803, ("base", "dora"): 2423,
-    ("base", "qdora"): 2523,
-    ("large", "full"): 18939, ("large", "lora"): 5021, ("large", "qlora"): 4755, ("large", "dora"): 6457,
-    ("large", "qdora"): 7050,
-}
-
 # Issue 4's bar for the CPU comparison: at least twice the paper's way's training tokens/s, without costing F1.
 # "Without costing F1" is tested one-sided: the 95% paired-bootstrap interval of F1(ours) - F1(baseline) must
 # reach 0 or above. A two-sided test would also fail runs where ours is better, and the interval holds only the
 # noise of which questions were asked, not the seed-to-seed noise of training (a few F1 points either way for
 # both arms here), so a single run can come out "significantly" better or worse by chance.
 TRAIN_SPEEDUP_TARGET = 2.0
-
-# Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A4500": 94.6e12, "L4": 121e12}
-
 
 # ----------------------------------------------------------------------------------------------------------
 # The paper's post-processing, as in transformers' utils_qa.py (loops over 20 x 20 candidates per window)
@@ -286,144 +257,6 @@ def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float
     return result
 
 
-# ----------------------------------------------------------------------------------------------------------
-# GPU table
-
-
-def sample_lengths(n: int, *, max_seq_length: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    lengths = np.exp(rng.normal(math.log(LENGTH_MEDIAN), LENGTH_SIGMA, size=n)).round().astype(int)
-    return np.clip(lengths, 48, max_seq_length)
-
-
-def synthetic_features(n: int, *, vocab_size: int, max_seq_length: int, seed: int) -> list[dict]:
-    """Windows shaped like Portuguese SQuAD ones: [CLS] question [SEP] context [SEP], random token ids."""
-    rng = np.random.default_rng(seed + 1)
-    features = []
-    for length in sample_lengths(n, max_seq_length=max_seq_length, seed=seed):
-        question = int(rng.integers(8, 24))
-        ids = rng.integers(5, vocab_size, size=length)
-        ids[0], ids[question + 1], ids[-1] = 2, 3, 3  # [CLS] and [SEP] of the BERT vocabulary layout
-        start = int(rng.integers(question + 2, length - 1))
-        features.append({
-            "input_ids": ids.tolist(),
-            "token_type_ids": [0] * (question + 2) + [1] * (length - question - 2),
-            "attention_mask": [1] * length,
-            "start_positions": start,
-            "end_positions": min(start + int(rng.integers(0, 6)), length - 2),
-            "length": int(length),
-        })
-    return features
-
-
-def training_flops_per_token(*, shape: dict, trainable_linear: int, mean_sq_over_mean_len: float) -> float:
-    """Model FLOPs per real token for one training step (forward + backward).
-
-    Every linear weight costs 2 FLOPs per token forward and 2 backward for the activation gradient; only
-    trained weights cost 2 more for the weight gradient (frozen base weights in the adapter methods don't).
-    Attention scores and the weighted sum cost 4*h*s per token and layer forward, twice that backward.
-    """
-    h, layers, inter = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
-    linear = layers * (4 * h * h + 2 * h * inter) + 2 * h
-    attention = layers * 4 * h * mean_sq_over_mean_len
-    return 4 * linear + 2 * trainable_linear + 3 * attention
-
-
-def peak_flops(device_name: str):
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in device_name:
-            return value
-    return None
-
-
-def gpu_table(*, sizes, methods, warmup_steps: int, timed_steps: int, out_csv: Path, shapes=None,
-              overrides: dict | None = None) -> list[dict]:
-    import torch
-    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast, TrainerCallback
-
-    from .model import count_parameters, load_model, resolve_precision
-    from .trainer import collate_without_length, make_trainer_class, training_arguments
-
-    shapes = shapes or GPU_SHAPES
-    on_gpu = torch.cuda.is_available()
-    device = torch.cuda.get_device_name() if on_gpu else "cpu"
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only pads: id 0 either way
-        for size in sizes:
-            shape = {**shapes[size], "max_position_embeddings": 512}
-            model_dir = tmp / size
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                BertForQuestionAnswering(BertConfig(vocab_size=BERTIMBAU_VOCAB_SIZE, **shape)).save_pretrained(model_dir)
-            for method in methods:
-                config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir),
-                                 logging_steps=10_000, **(overrides or {}))
-                steps = warmup_steps + timed_steps
-                features = synthetic_features(steps * config.batch_size, vocab_size=BERTIMBAU_VOCAB_SIZE,
-                                              max_seq_length=config.max_seq_length, seed=config.seed)
-                lengths = np.array([f["length"] for f in features], dtype=float)
-                if on_gpu:
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                model = load_model(config)
-                trainable, total = count_parameters(model)
-                trainable_linear = sum(p.numel() for n, p in model.named_parameters()
-                                       if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
-                precision = resolve_precision(config)
-                args = training_arguments(config, precision=precision, output_dir=tmp / f"{size}-{method}")
-                args.max_steps = steps
-                args.disable_tqdm = True
-                marks = {}
-
-                class Clock(TrainerCallback):
-                    def on_step_end(self, _args, state, _control, **_kwargs):
-                        if state.global_step in (warmup_steps, steps):
-                            if on_gpu:
-                                torch.cuda.synchronize()
-                            marks[state.global_step] = time.perf_counter()
-
-                trainer = make_trainer_class()(
-                    model=model, args=args, train_dataset=features, processing_class=tokenizer,
-                    data_collator=collate_without_length(tokenizer),
-                    callbacks=[Clock()],
-                )
-                try:
-                    trainer.train()
-                except Exception as exc:  # one failing configuration must not lose the others' numbers
-                    print(f"[bench] {size} {method}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                    rows.append({"device": device, "model_size": size, "method": method, "error": repr(exc)[:300]})
-                    del trainer, model
-                    continue
-                seconds = marks[steps] - marks[warmup_steps]
-                tokens_per_s = timed_steps * config.batch_size * lengths.mean() / seconds
-                flops = training_flops_per_token(shape=shape, trainable_linear=trainable_linear,
-                                                 mean_sq_over_mean_len=float((lengths ** 2).mean() / lengths.mean()))
-                peak = peak_flops(device)
-                projected = 2 * FULL_TRAIN_FEATURES * LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2) / tokens_per_s
-                row = {
-                    "device": device, "model_size": size, "method": method, "batch_size": config.batch_size,
-                    "torch_compile": config.torch_compile,
-                    "precision": precision, "steps_per_s": round(timed_steps / seconds, 2),
-                    "real_tokens_per_s": round(tokens_per_s), "peak_memory_mb": round(
-                        torch.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan"), 0),
-                    "mfu_percent": round(100 * flops * tokens_per_s / peak, 1) if peak else "",
-                    "trainable_params": trainable, "total_params": total,
-                    "projected_2_epochs_s": round(projected, 1),
-                    "paper_2_epochs_s": PAPER_TIME_2_EPOCHS_S[(size, method)],
-                }
-                row["speedup_vs_paper"] = round(row["paper_2_epochs_s"] / projected, 1)
-                rows.append(row)
-                print(f"[bench] {size:5s} {method:5s} {row['steps_per_s']:7.2f} steps/s "
-                      f"{row['real_tokens_per_s']:>9,} tok/s  peak {row['peak_memory_mb']:>7} MB  "
-                      f"MFU {row['mfu_percent']}%  2 epochs ~{projected / 60:.1f} min (paper "
-                      f"{row['paper_2_epochs_s'] / 60:.0f} min, {row['speedup_vs_paper']}x)", flush=True)
-                del trainer, model
-    write_rows(out_csv, rows)
-    return rows
-
-
 def write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fieldnames = list(dict.fromkeys(key for row in rows for key in row))  # a failed row has fewer columns
@@ -445,10 +278,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="seed of both arms of the CPU comparison")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                         help="our arm's precision in the CPU comparison (fp32: the gain without bf16 autocast)")
-    parser.add_argument("--sizes", nargs="+", default=["base", "large"], choices=list(GPU_SHAPES))
-    parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora", "dora", "qdora"])
-    parser.add_argument("--warmup_steps", type=int, default=10)
-    parser.add_argument("--timed_steps", type=int, default=40)
+    parser.add_argument("--sizes", nargs="+", default=["base", "large"], choices=["base", "large"],
+                        help="GPU table: model sizes")
+    parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora", "dora", "qdora"],
+                        help="GPU table: methods")
+    parser.add_argument("--timed_steps", type=int, default=40, help="GPU table: timed steps per arm")
+    parser.add_argument("--scopes", nargs="+", default=["layers"], choices=["layers", "model"],
+                        help="GPU table: compile scopes (the first for every configuration, the others for Base LoRA)")
+    parser.add_argument("--dry", action="store_true",
+                        help="GPU table on a CPU with a tiny model and few steps: runs its code paths, measures nothing")
+    parser.add_argument("--gpu_csv", type=Path, default=None, help="GPU table: write its rows to this CSV")
     parser.add_argument("--out_dir", type=Path, default=REPO_ROOT / "results")
     args = parser.parse_args(argv)
     summary = {}
@@ -456,12 +295,19 @@ def main(argv=None) -> int:
         summary = cpu_comparison(max_examples=args.examples, num_epochs=args.epochs, learning_rate=args.learning_rate,
                                  out_csv=args.out_dir / "bench_cpu.csv", seed=args.seed,
                                  precision=args.precision)
-    if not args.cpu and torch.cuda.is_available():
-        rows = gpu_table(sizes=args.sizes, methods=args.methods, warmup_steps=args.warmup_steps,
-                         timed_steps=args.timed_steps, out_csv=args.out_dir / "bench_gpu.csv")
-        summary["gpu"] = rows
+    if args.gpu and args.dry:
+        from .bench_gpu import gpu_table
+
+        summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, warmup_per_bucket=1,
+                                   timed_steps=min(args.timed_steps, 2), profile_steps=1, scopes=args.scopes, dry=True,
+                                   out_csv=args.gpu_csv)
+    elif not args.cpu and torch.cuda.is_available():
+        from .bench_gpu import gpu_table
+
+        summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, timed_steps=args.timed_steps,
+                                   scopes=args.scopes, out_csv=args.gpu_csv)
     elif args.gpu:
-        print("[bench] no CUDA device: GPU table skipped")
+        print("[bench] no CUDA device: GPU table skipped (--dry runs its code paths on the CPU)")
     print(json.dumps(summary))
     return 0
 

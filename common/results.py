@@ -29,7 +29,7 @@ RESULT_COLUMNS = [
     "train_tokens_per_s",
     "peak_memory_mb", "trainable_params", "total_params", "train_loss", "artifact_size_mb",
     # provenance
-    "device", "precision", "compiled", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
+    "device", "precision", "compiled", "throughput_mode", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
 ]
 
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets")
@@ -105,6 +105,7 @@ def describe_run(config: RunConfig, *, world_size: int) -> dict:
         "device": device_name(),
         "precision": resolve_precision(config),
         "compiled": str(resolve_compile(config, world_size=world_size)[0]).lower(),
+        "throughput_mode": str(config.throughput).lower(),
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": library_versions(),

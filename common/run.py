@@ -11,7 +11,6 @@ import resource
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Optional
 
 from .checkpoint import checkpoint_callbacks, resume_point

@@ -1,10 +1,11 @@
 """The benchmark's code paths run (tiny sizes, CPU) and report consistent numbers; no timing is asserted."""
+import csv
 import json
 
 import numpy as np
 import pytest
 
-from common import bench
+from common import bench, bench_gpu
 
 
 def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
@@ -24,29 +25,48 @@ def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
     assert (tmp_path / "bench_cpu.csv").read_text().count("\n") == 2
 
 
-def test_gpu_table_code_path_on_cpu(tmp_path):
-    tiny = {"base": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}}
-    rows = bench.gpu_table(sizes=["base"], methods=["full", "qdora"], warmup_steps=1, timed_steps=2,
-                           out_csv=tmp_path / "bench_gpu.csv", shapes=tiny)
-    assert [r["method"] for r in rows] == ["full", "qdora"]
-    for row in rows:
-        assert row["steps_per_s"] > 0 and row["real_tokens_per_s"] > 0 and row["projected_2_epochs_s"] > 0
-        assert row["paper_2_epochs_s"] == bench.PAPER_TIME_2_EPOCHS_S[("base", row["method"])]
-    assert rows[1]["trainable_params"] < rows[0]["trainable_params"]
+def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
+    """`--gpu --dry`: the GPU script's code paths (both arms, warm-up over buckets, timing, profiler) on a CPU."""
+    out = tmp_path / "gpu.csv"
+    assert bench.main(["--gpu", "--dry", "--sizes", "base", "--methods", "lora", "--gpu_csv", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "collation of 16 windows" in printed and "eager steps/s -> compiled" in printed
+    rows = {row["arm"]: row for row in csv.DictReader(open(out, encoding="utf-8"))}
+    assert set(rows) == {"eager", "compiled"} and not any(row.get("error") for row in rows.values())
+    for row in rows.values():
+        assert float(row["steps_per_s"]) > 0 and float(row["real_tokens_per_s"]) > 0
+        assert float(row["projected_2_epochs_s"]) > 0 and row["paper_2_epochs_s"] == "1897"
+        assert float(row["collate_packed_gather_ms"]) < float(row["collate_tokenizer_pad_ms"])
+    assert float(rows["compiled"]["compile_s"]) > 0 and float(rows["eager"]["compile_s"]) == 0
+    # Compiled, the step dispatches fewer operations (fused into graphs) than eagerly.
+    assert float(rows["compiled"]["kernels_per_step"]) < float(rows["eager"]["kernels_per_step"])
+
+
+def test_warm_up_visits_every_bucket_before_the_timed_steps():
+    windows = bench_gpu.synthetic_windows(3000, vocab_size=500, max_seq_length=384, seed=0)
+    order, warmup_steps = bench_gpu.step_order(windows, batch_size=16, warmup_steps_per_bucket=3, timed_steps=10,
+                                               profile_steps=2, seed=0)
+    assert len(order) == (warmup_steps + 12) * 16
+    widths = [max(windows.lengths[order[i:i + 16]]) for i in range(0, warmup_steps * 16, 16)]
+    buckets = [-(-int(w) // 64) * 64 for w in widths]
+    all_buckets = np.array([-(-int(n) // 64) * 64 for n in windows.lengths])
+    fillable = [b for b in range(64, 385, 64) if (all_buckets == b).sum() >= 16]  # a batch fits in the bucket
+    assert fillable == [128, 192, 256, 320, 384]  # windows of 64 tokens or fewer are rare (0.1%)
+    assert sorted(set(buckets)) == fillable and all(buckets.count(b) == 3 for b in fillable)
 
 
 def test_synthetic_lengths_follow_the_measured_distribution():
-    lengths = bench.sample_lengths(200_000, max_seq_length=384, seed=0)
-    # SOURCES.md: mean 215.5, median 202 real tokens per window at 384/128 (the cap trims the mean a little).
+    lengths = bench_gpu.sample_lengths(200_000, max_seq_length=384, seed=0)
+    # Portuguese SQuAD at 384/128: mean 215.5, median 202 real tokens per window (the cap trims the mean a little).
     assert np.median(lengths) == pytest.approx(202, abs=2)
     assert lengths.mean() == pytest.approx(215.5, abs=3)
     assert lengths.max() == 384
 
 
 def test_flops_per_token_counts_frozen_weights_without_weight_gradients():
-    shape = bench.GPU_SHAPES["base"]
-    full = bench.training_flops_per_token(shape=shape, trainable_linear=85_000_000, mean_sq_over_mean_len=0)
-    frozen = bench.training_flops_per_token(shape=shape, trainable_linear=0, mean_sq_over_mean_len=0)
+    shape = bench_gpu.GPU_SHAPES["base"]
+    full = bench_gpu.training_flops_per_token(shape=shape, trainable_linear=85_000_000, mean_sq_over_mean_len=0)
+    frozen = bench_gpu.training_flops_per_token(shape=shape, trainable_linear=0, mean_sq_over_mean_len=0)
     assert full / frozen == pytest.approx(1.5, rel=0.01)  # 6N versus 4N
 
 

@@ -1,0 +1,371 @@
+"""GPU benchmark: the training step eager and compiled, side by side, for both model sizes and all five methods.
+
+    python -m common.bench --gpu                  # one CUDA GPU: ~6-8 minutes on an H100
+    python -m common.bench --gpu --out results/bench_gpu.csv
+    python -m common.bench --gpu --dry            # the same code paths on a CPU with a tiny model (for tests)
+
+Each configuration (model size x method) is trained through the scripts' own Trainer set-up (common/trainer.py)
+on synthetic windows whose lengths follow Portuguese SQuAD at 384/128 (random weights and token ids: nothing to
+download), with the paper's batch sizes (16 Base, 8 Large) and bf16, in two arms:
+- eager: `--torch_compile false` (the sync-free step and packed batches, no compilation);
+- compiled: the default on a GPU (`--compile_scope layers`, CUDA graphs, batches padded to buckets of 64).
+Full fine-tuning also gets a throughput arm (`--throughput`: 4x batch, compiled), and `--scopes layers model`
+adds the whole-model compilation for Base LoRA.
+Warm-up steps first visit every bucket three times (compilation and CUDA-graph recording happen there and are
+reported as compile/warm-up seconds), then `--timed_steps` steps in length-grouped order are timed, then a few
+steps run under the profiler for CUDA kernels per step and the fraction of wall time the GPU was busy. During
+the timed steps `torch.cuda.set_sync_debug_mode` counts host-device synchronisations (expected: 0).
+"2 epochs" projects the measured real-token rate onto the full training set, beside the paper's measured time.
+"""
+from __future__ import annotations
+
+import csv
+import gc
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .batches import BUCKET, PackedWindows, batch_collator, pad_multiple, padded_length
+from .config import apply_throughput, layered_defaults
+
+# BERTimbau shapes (12 layers/768/12 heads and 24/1024/16; vocabulary 29,794: docs/paper.md).
+GPU_SHAPES = {
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+    "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+}
+DRY_SHAPES = {size: {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+              for size in GPU_SHAPES}
+BERTIMBAU_VOCAB_SIZE = 29794
+DRY_VOCAB_SIZE = 512
+
+# Full training set in windows: the paper's 87,599 training questions x 1.064 windows per question at 384/128
+# (measured on the public Portuguese SQuAD sample with the BERTimbau vocabulary).
+FULL_TRAIN_FEATURES = round(87599 * 1.064)
+# Window lengths (real tokens) on that sample: mean 215.5, median 202, 90th percentile 347. A log-normal with
+# median 202 and sigma 0.36 has mean 215.5; capped at 384 like the windows.
+LENGTH_MEDIAN, LENGTH_SIGMA = 202, 0.36
+
+# The paper's training wall-clock for 2 epochs, seconds (its results table: full at lr 4.25e-5, PEFT at 2e-4, the
+# scripts' defaults; one RTX A4500).
+PAPER_TIME_2_EPOCHS_S = {
+    ("base", "full"): 6004, ("base", "lora"): 1897, ("base", "qlora"): 1803, ("base", "dora"): 2423,
+    ("base", "qdora"): 2523,
+    ("large", "full"): 18939, ("large", "lora"): 5021, ("large", "qlora"): 4755, ("large", "dora"): 6457,
+    ("large", "qdora"): 7050,
+}
+
+# Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A4500": 94.6e12, "L4": 121e12}
+WARMUP_PER_BUCKET = 3  # CUDA graph trees: a warm-up run, a recording, then replays
+
+
+def sample_lengths(n: int, *, max_seq_length: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    lengths = np.exp(rng.normal(math.log(LENGTH_MEDIAN), LENGTH_SIGMA, size=n)).round().astype(int)
+    return np.clip(lengths, 48, max_seq_length)
+
+
+def synthetic_windows(n: int, *, vocab_size: int, max_seq_length: int, seed: int) -> PackedWindows:
+    """Windows shaped like Portuguese SQuAD ones ([CLS] question [SEP] context [SEP], random ids), packed."""
+    rng = np.random.default_rng(seed + 1)
+    lengths = sample_lengths(n, max_seq_length=max_seq_length, seed=seed).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    ids = rng.integers(5, vocab_size, size=int(lengths.sum())).astype(np.int32)
+    types = np.ones(int(lengths.sum()), dtype=np.int8)
+    questions = rng.integers(8, 24, size=n)
+    for start, length, question in zip(starts, lengths, questions):
+        ids[start], ids[start + question + 1], ids[start + length - 1] = 2, 3, 3  # [CLS], [SEP], [SEP]
+        types[start:start + question + 2] = 0
+    answer_starts = np.array([rng.integers(q + 2, l - 1) for q, l in zip(questions, lengths)], dtype=np.int64)
+    answer_ends = np.minimum(answer_starts + rng.integers(0, 6, size=n), lengths - 2)
+    return PackedWindows(input_ids=ids, token_type_ids=types, starts=starts, lengths=lengths,
+                         start_positions=answer_starts, end_positions=answer_ends, max_length=max_seq_length)
+
+
+def training_flops_per_token(*, shape: dict, trainable_linear: int, mean_sq_over_mean_len: float) -> float:
+    """Model FLOPs per real token for one training step (forward + backward).
+
+    Every linear weight costs 2 FLOPs per token forward and 2 backward for the activation gradient; only
+    trained weights cost 2 more for the weight gradient (frozen base weights in the adapter methods don't).
+    Attention scores and the weighted sum cost 4*h*s per token and layer forward, twice that backward.
+    """
+    h, layers, inter = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    linear = layers * (4 * h * h + 2 * h * inter) + 2 * h
+    attention = layers * 4 * h * mean_sq_over_mean_len
+    return 4 * linear + 2 * trainable_linear + 3 * attention
+
+
+def peak_flops(device_name: str):
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def step_order(windows: PackedWindows, *, batch_size: int, warmup_steps_per_bucket: int, timed_steps: int,
+               profile_steps: int, seed: int) -> tuple[list[int], int]:
+    """(window order, warm-up steps): every bucket visited first, then length-grouped batches as in training."""
+    rng = np.random.default_rng(seed)
+    buckets = np.array([padded_length(int(n), multiple=BUCKET, cap=windows.max_length) for n in windows.lengths])
+    order = []
+    for bucket in np.unique(buckets):
+        members = np.flatnonzero(buckets == bucket)
+        if len(members) >= batch_size:  # a batch lands in this bucket only if all its windows do
+            order += rng.choice(members, size=(warmup_steps_per_bucket, batch_size)).ravel().tolist()
+    warmup_steps = len(order) // batch_size
+    steps = timed_steps + profile_steps
+    # Length-grouped as the training sampler does: megabatches of 50 batches, sorted by length inside.
+    chosen = rng.choice(len(windows), size=steps * batch_size, replace=len(windows) < steps * batch_size)
+    for i in range(0, len(chosen), 50 * batch_size):
+        mega = chosen[i:i + 50 * batch_size]
+        order += mega[np.argsort(-windows.lengths[mega], kind="stable")].tolist()
+    return order, warmup_steps
+
+
+def collation_times(windows: PackedWindows, *, batch_size: int = 16, repeats: int = 100) -> dict:
+    """Milliseconds to build one batch: `DataCollatorWithPadding` on lists (the old path) against the gather."""
+    from transformers import BertTokenizerFast, DataCollatorWithPadding
+
+    from .model import SMOKE_VOCAB
+
+    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # it only pads: [PAD] is id 0
+    pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    rows = [windows[i] for i in range(batch_size)]
+    for row in rows:
+        row["attention_mask"] = [1] * row.pop("length")
+    timings = {}
+    for name, build in (("tokenizer_pad", lambda: pad([dict(r) for r in rows])),
+                        ("packed_gather", lambda: windows.batch(range(batch_size), pad_to_multiple_of=8))):
+        build()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            build()
+        timings[f"collate_{name}_ms"] = round((time.perf_counter() - started) / repeats * 1000, 3)
+    return timings
+
+
+class _Clock:
+    """Marks, sync-debug warnings and the profiler around the step ranges of one arm (a TrainerCallback's work)."""
+
+    def __init__(self, *, warmup_steps: int, timed_steps: int, profile_steps: int, on_gpu: bool):
+        self.warmup, self.timed, self.profiled, self.on_gpu = warmup_steps, timed_steps, profile_steps, on_gpu
+        self.marks, self.sync_warnings, self.profiler, self._catcher = {}, [], None, None
+
+    def sync(self):
+        if self.on_gpu:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def step_end(self, step: int) -> None:
+        import torch
+
+        if step in (self.warmup, self.warmup + self.timed, self.warmup + self.timed + self.profiled):
+            self.sync()
+            self.marks[step] = time.perf_counter()
+        if step == self.warmup:  # the timed steps begin: count syncs
+            if self.on_gpu:
+                self._catcher = warnings.catch_warnings(record=True)
+                self.sync_warnings = self._catcher.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+        if step == self.warmup + self.timed:  # the timed steps end; profiling begins
+            if self._catcher is not None:
+                torch.cuda.set_sync_debug_mode("default")
+                self._catcher.__exit__(None, None, None)
+                self._catcher = None
+            activities = [torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if self.on_gpu else [])
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+        if step == self.warmup + self.timed + self.profiled and self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+
+
+def profile_summary(profiler, *, steps: int, wall_s: float, on_gpu: bool) -> tuple[float, float]:
+    """(device kernels per step, % of wall time the GPU was busy); on a CPU: (aten ops per step, nan)."""
+    from torch.autograd import DeviceType
+
+    events = profiler.events()
+    if on_gpu:
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        busy_us = sum(e.time_range.elapsed_us() for e in kernels)
+        return len(kernels) / steps, min(100.0, 100 * busy_us / 1e6 / wall_s)
+    ops = [e for e in events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")
+           and e.cpu_parent is None]
+    return len(ops) / steps, float("nan")
+
+
+def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path, shape: dict, windows_for,
+                warmup_per_bucket: int, timed_steps: int, profile_steps: int, dry: bool, work_dir: Path) -> dict:
+    """Train one arm for its warm-up, timed and profiled steps; its row."""
+    import torch
+    from transformers import BertTokenizerFast, TrainerCallback
+
+    from .compile import compile_seconds, compile_training_step
+    from .model import SMOKE_VOCAB, count_parameters, load_model, resolve_precision
+    from .trainer import forward_and_loss, make_trainer_class, training_arguments
+
+    on_gpu = torch.cuda.is_available()
+    compiled = arm != "eager"
+    config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir), logging_steps=10**6,
+                     report_to="none", torch_compile=compiled, compile_scope=scope, throughput=arm == "throughput",
+                     fast_cpu_dropout=False)
+    config = apply_throughput(config)
+    windows = windows_for(config.max_seq_length)
+    order, warmup_steps = step_order(windows, batch_size=config.batch_size, warmup_steps_per_bucket=warmup_per_bucket,
+                                     timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed)
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    model = load_model(config)
+    trainable, total = count_parameters(model)
+    trainable_linear = sum(p.numel() for n, p in model.named_parameters()
+                           if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
+    forward_loss, cudagraphs = forward_and_loss, False
+    if compiled:
+        forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor")
+    precision = resolve_precision(config)
+    args = training_arguments(config, precision=precision, output_dir=work_dir / f"{size}-{method}-{arm}")
+    args.max_steps = len(order) // config.batch_size
+    args.disable_tqdm, args.logging_first_step = True, False
+    clock = _Clock(warmup_steps=warmup_steps, timed_steps=timed_steps, profile_steps=profile_steps, on_gpu=on_gpu)
+
+    class Marks(TrainerCallback):
+        def on_train_begin(self, *_args, **_kwargs):
+            clock.marks[0] = time.perf_counter()
+
+        def on_step_end(self, _args, state, _control, **_kwargs):
+            clock.step_end(state.global_step)
+
+    class InOrder(make_trainer_class()):
+        def _get_train_sampler(self, train_dataset=None):
+            return order  # warm-up over every bucket, then length-grouped batches
+
+    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
+    trainer = InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
+                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(compiled=compiled,
+                                                                                            on_gpu=on_gpu)),
+                      forward_loss=forward_loss, cudagraphs=cudagraphs, callbacks=[Marks()])
+    compiling_before = compile_seconds()
+    trainer.train()
+    marks = clock.marks
+    seconds = marks[warmup_steps + timed_steps] - marks[warmup_steps]
+    timed_indices = np.array(order[warmup_steps * config.batch_size:(warmup_steps + timed_steps) * config.batch_size])
+    lengths = windows.lengths[timed_indices].astype(float)
+    tokens_per_s = lengths.sum() / seconds
+    flops = training_flops_per_token(shape=shape, trainable_linear=trainable_linear,
+                                     mean_sq_over_mean_len=float((lengths ** 2).mean() / lengths.mean()))
+    device = torch.cuda.get_device_name() if on_gpu else "cpu"
+    peak = peak_flops(device)
+    kernels, busy = profile_summary(clock.profiler, steps=profile_steps, on_gpu=on_gpu,
+                                    wall_s=marks[warmup_steps + timed_steps + profile_steps] - marks[warmup_steps + timed_steps])
+    mean_length = LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2)
+    projected = 2 * FULL_TRAIN_FEATURES * mean_length / tokens_per_s
+    row = {
+        "device": device, "model_size": size, "method": method, "arm": arm,
+        "compile_scope": scope if compiled else "", "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": cudagraphs,
+        "steps_per_s": round(timed_steps / seconds, 2), "real_tokens_per_s": round(tokens_per_s),
+        "mfu_percent": round(100 * flops * tokens_per_s / peak, 1) if peak else "",
+        "projected_2_epochs_s": round(projected, 1), "paper_2_epochs_s": PAPER_TIME_2_EPOCHS_S[(size, method)],
+        "speedup_vs_paper": round(PAPER_TIME_2_EPOCHS_S[(size, method)] / projected, 1),
+        "warmup_s": round(marks[warmup_steps] - marks[0], 1),
+        "compile_s": round(compile_seconds() - compiling_before, 1),
+        "kernels_per_step": round(kernels, 1), "gpu_busy_percent": "" if math.isnan(busy) else round(busy, 1),
+        "syncs_per_step": round(len(clock.sync_warnings) / timed_steps, 2) if on_gpu else "",
+        "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20) if on_gpu else "",
+        "trainable_params": trainable, "total_params": total,
+    }
+    del trainer, model
+    return row
+
+
+def gpu_table(*, sizes, methods, warmup_per_bucket: int = WARMUP_PER_BUCKET, timed_steps: int = 40,
+              profile_steps: int = 5, scopes=("layers",), dry: bool = False, out_csv: Path | None = None) -> list[dict]:
+    """Both arms for every size x method (throughput arm for full; other scopes for Base LoRA); the rows."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    shapes = DRY_SHAPES if dry else GPU_SHAPES
+    vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
+    rows = []
+    windows_cache = {}
+
+    def windows_for(max_seq_length):
+        if max_seq_length not in windows_cache:
+            windows_cache[max_seq_length] = synthetic_windows(20_000 if not dry else 2_000, vocab_size=vocab_size,
+                                                              max_seq_length=max_seq_length, seed=0)
+        return windows_cache[max_seq_length]
+
+    timings = collation_times(windows_for(384))
+    print(f"[bench] collation of 16 windows: DataCollatorWithPadding {timings['collate_tokenizer_pad_ms']} ms, "
+          f"packed gather {timings['collate_packed_gather_ms']} ms", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for size in sizes:
+            shape = {**shapes[size], "max_position_embeddings": 512}
+            model_dir = tmp / size
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shape)).save_pretrained(model_dir)
+            for method in methods:
+                arms = [("eager", "layers"), ("compiled", scopes[0])]
+                if method == "full":
+                    arms.append(("throughput", scopes[0]))
+                if size == "base" and method == "lora":
+                    arms += [("compiled", scope) for scope in scopes[1:]]
+                for arm, scope in arms:
+                    try:
+                        row = measure_arm(size=size, method=method, arm=arm, scope=scope, model_dir=model_dir,
+                                          shape=shape, windows_for=windows_for, warmup_per_bucket=warmup_per_bucket,
+                                          timed_steps=timed_steps, profile_steps=profile_steps, dry=dry, work_dir=tmp)
+                    except Exception as exc:  # one failing configuration must not lose the others' numbers
+                        print(f"[bench] {size} {method} {arm}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                        row = {"model_size": size, "method": method, "arm": arm, "error": repr(exc)[:300]}
+                    rows.append({**row, **timings})
+                    if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
+                        write_rows(out_csv, rows)
+                    if "error" not in row:
+                        print(f"[bench] {size:5s} {method:5s} {arm:10s} {row['compile_scope'] or '-':6s} "
+                              f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
+                              f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
+                              f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
+                              f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
+                              f"syncs/step {row['syncs_per_step']}  peak {row['peak_memory_mb']} MB", flush=True)
+                    torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
+                    gc.collect()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+    print_side_by_side(rows)
+    if out_csv is not None:
+        print(f"[bench] rows written to {out_csv}")
+    return rows
+
+
+def print_side_by_side(rows: list[dict]) -> None:
+    """One line per size x method: eager against compiled."""
+    by_key = {(r["model_size"], r["method"], r["arm"], r.get("compile_scope")): r for r in rows if "error" not in r}
+    print("[bench] size  method   eager steps/s -> compiled (x)   MFU eager -> compiled   2 epochs eager -> compiled")
+    for size, method in dict.fromkeys((r["model_size"], r["method"]) for r in rows):
+        eager = by_key.get((size, method, "eager", ""))
+        compiled = next((r for k, r in by_key.items() if k[:3] == (size, method, "compiled")), None)
+        if eager and compiled:
+            print(f"[bench] {size:5s} {method:5s}  {eager['steps_per_s']:8.2f} -> {compiled['steps_per_s']:8.2f} "
+                  f"({compiled['steps_per_s'] / eager['steps_per_s']:.1f}x)   {eager['mfu_percent']}% -> "
+                  f"{compiled['mfu_percent']}%   {eager['projected_2_epochs_s'] / 60:.1f} -> "
+                  f"{compiled['projected_2_epochs_s'] / 60:.1f} min", flush=True)
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fieldnames = list(dict.fromkeys(key for row in rows for key in row))  # a failed row has fewer columns
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
