@@ -303,6 +303,11 @@ def gpu_table(*, sizes, methods, warmup_per_bucket: int = WARMUP_PER_BUCKET, tim
                                                               max_seq_length=max_seq_length, seed=0)
         return windows_cache[max_seq_length]
 
+    from importlib import metadata
+
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("torch", "transformers", "peft", "bitsandbytes"))
+    print(f"[bench] {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; {versions}; CUDA "
+          f"{torch.version.cuda}", flush=True)
     timings = collation_times(windows_for(384))
     print(f"[bench] collation of 16 windows: DataCollatorWithPadding {timings['collate_tokenizer_pad_ms']} ms, "
           f"packed gather {timings['collate_packed_gather_ms']} ms", flush=True)
