@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import gc
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -263,6 +264,11 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
                                      mean_sq_over_mean_len=float((lengths ** 2).mean() / lengths.mean()))
     device = torch.cuda.get_device_name() if on_gpu else "cpu"
     peak = peak_flops(device)
+    profile_log = os.environ.get("BENCH_PROFILE_LOG")  # where to append the profiled steps' busiest operations
+    if profile_log:
+        with open(profile_log, "a", encoding="utf-8") as handle:
+            handle.write(f"\n=== {size} {method} {arm} {scope if compiled else ''}: {profile_steps} steps\n")
+            handle.write(clock.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     kernels, busy = profile_summary(clock.profiler, steps=profile_steps, on_gpu=on_gpu,
                                     wall_s=marks[warmup_steps + timed_steps + profile_steps] - marks[warmup_steps + timed_steps])
     mean_length = LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2)

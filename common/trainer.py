@@ -5,6 +5,7 @@ checkpoint settings, faults, tracking), so nothing that trains or predicts has t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -81,6 +82,40 @@ def forward_and_loss(model, inputs: dict):
                    attention_mask=inputs["attention_mask"], **{key: inputs[key] for key in LABELS})
 
 
+@contextlib.contextmanager
+def step_bookkeeping_without_module_walks(model):
+    """While training, make the Trainer's per-step `model.train()` and `model.zero_grad()` cost nothing.
+
+    The Trainer calls both at every step; each walks the whole module tree in Python (~700 modules with adapters,
+    a few milliseconds per step together, which on a GPU is as long as the step's own work). Here `train(mode)`
+    returns at once when the model is already in that mode (eval() goes through it too, so the recorded mode
+    stays true), and `zero_grad()` clears only the parameters that can have a gradient. Both are instance
+    attributes for the duration of training only.
+    """
+    original_train = model.train
+    trained = [p for p in model.parameters() if p.requires_grad]
+    state = {"mode": None}
+
+    def train(mode: bool = True):
+        if state["mode"] is not mode:
+            state["mode"] = mode
+            original_train(mode)
+        return model
+
+    def zero_grad(set_to_none: bool = True):
+        for parameter in trained:
+            if set_to_none:
+                parameter.grad = None
+            elif parameter.grad is not None:
+                parameter.grad.detach_().zero_()
+
+    model.train, model.zero_grad = train, zero_grad
+    try:
+        yield
+    finally:
+        del model.train, model.zero_grad  # back to the class's methods
+
+
 def make_trainer_class():
     """The HF Trainer with the padding-masked QA loss, a training step that never waits for the GPU, and
     evaluation in feature order (built lazily: importing transformers is slow)."""
@@ -100,6 +135,7 @@ def make_trainer_class():
             self.cudagraphs = cudagraphs
             self.loss_watch = LossWatch(learning_rate=self.args.learning_rate)
             self._flop_parameters = None
+            self._trained_parameters = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs:  # not used by training; kept for the Trainer's API
@@ -128,9 +164,19 @@ def make_trainer_class():
             super()._save_checkpoint(model, trial)
 
         def train(self, *args, **kwargs):
-            output = super().train(*args, **kwargs)
+            with step_bookkeeping_without_module_walks(self.model):
+                output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output
+
+        def _clip_grad_norm(self, model):
+            if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # they clip their own sharded parameters
+                return super()._clip_grad_norm(model)
+            # The trained parameters, listed once: `model.parameters()` walks every module at every step (BERT
+            # with adapters has ~700), and frozen parameters have no gradient to clip anyway.
+            if self._trained_parameters is None:
+                self._trained_parameters = [p for p in model.parameters() if p.requires_grad]
+            return self.accelerator.clip_grad_norm_(self._trained_parameters, self.args.max_grad_norm)
 
         def predict(self, *args, **kwargs):
             import torch
