@@ -283,8 +283,10 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora", "dora", "qdora"],
                         help="GPU table: methods")
     parser.add_argument("--timed_steps", type=int, default=40, help="GPU table: timed steps per arm")
-    parser.add_argument("--scopes", nargs="+", default=["layers"], choices=["layers", "model"],
-                        help="GPU table: compile scopes (the first for every configuration, the others for Base LoRA)")
+    parser.add_argument("--scopes", nargs="+", default=["layers", "model"], choices=["layers", "model"],
+                        help="GPU table: compile scopes, the first for every configuration (layers: seconds to "
+                             "compile, so all ten fit in minutes), the others for Base LoRA (model: the scripts' "
+                             "default, about a minute to compile)")
     parser.add_argument("--dry", action="store_true",
                         help="GPU table on a CPU with a tiny model and few steps: runs its code paths, measures nothing")
     parser.add_argument("--gpu_csv", type=Path, default=None, help="GPU table: write its rows to this CSV")

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from .attention import use_cudnn_attention
 from .config import ConfigError, RunConfig
 from .data import DataError, load_squad_file, read_json_records
 from .inference import build_eval_features, predict_answers, score_predictions
@@ -57,6 +58,7 @@ def answer(examples: list[dict], *, model_dir: Path, eval_batch_size: Optional[i
     features = build_eval_features(examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
                                    doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
                                    description="Tokenizing questions")
+    use_cudnn_attention(False)  # answering runs eagerly (see common/attention.py)
     with tempfile.TemporaryDirectory(prefix="bertimbau-predict-") as work_dir:
         trainer = make_predictor(model, tokenizer, config, work_dir=work_dir, eval_batch_size=eval_batch_size)
         return predict_answers(

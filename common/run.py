@@ -19,6 +19,7 @@ from .feature_cache import build_features
 from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
+from .attention import use_cudnn_attention
 from .batches import PackedWindows, batch_collator, pad_multiple
 from .compile import compile_seconds, compile_training_step
 from .distributed import bind_local_device, world_size
@@ -127,6 +128,7 @@ def run(config: RunConfig) -> Optional[dict]:
     logger.info("Training step: %s (%s)", f"compiled ({config.compile_scope}{', CUDA graphs' if cudagraphs else ''})"
                 if compiled else "eager", compile_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
+    use_cudnn_attention(compiled)  # eagerly, cuDNN attention costs more CPU than the rest of a step
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,
@@ -148,6 +150,7 @@ def run(config: RunConfig) -> Optional[dict]:
     train_time = time.perf_counter() - started - compile_time + prior_train_time
 
     # --- evaluate ---
+    use_cudnn_attention(False)  # evaluation runs eagerly
     started = time.perf_counter()
     predictions = predict_answers(trainer, examples=eval_examples, features=eval_features,
                                   n_best_size=config.n_best_size, max_answer_length=config.max_answer_length)
