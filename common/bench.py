@@ -38,6 +38,7 @@ from .config import REPO_ROOT, layered_defaults
 from .data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_file
 from .model import SMOKE_VOCAB, ensure_tiny_model
 from .preprocess import MODEL_INPUTS, prepare_train_features, prepare_validation_features
+from .quiet import quiet_library_noise
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 REAL_SAMPLE = SHARED_DATA / "squad-v1.1-pt-sample.json"
@@ -451,6 +452,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timed_steps", type=int, default=40)
     parser.add_argument("--out_dir", type=Path, default=REPO_ROOT / "results")
     args = parser.parse_args(argv)
+    quiet_library_noise()
     summary = {}
     if not args.gpu:
         summary = cpu_comparison(max_examples=args.examples, num_epochs=args.epochs, learning_rate=args.learning_rate,

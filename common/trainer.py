@@ -13,13 +13,17 @@ from .checkpoint import checkpoint_arguments
 from .config import RunConfig
 from .distributed import quiet_replicas
 from .faults import check_finite_loss
+from .quiet import quiet_library_noise
 from .tracking import resolve_report_to
 
 logger = logging.getLogger("bertimbau_qa")
 LABELS = ("start_positions", "end_positions")
 
 
-def setup_logging() -> None:
+def setup_logging(*, debug: bool = False) -> None:
+    """Where every script starts: our log format, transformers' messages through it, the known-harmless library
+    messages filtered (`--debug` shows them)."""
+    quiet_library_noise(not debug)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO, force=True)
     import transformers
 
