@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, get_args, get_origin, get_type_hints
@@ -241,13 +243,43 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in --help, and the script's docstring (with its example commands) kept as written."""
 
 
+def suggest_flag(flag: str, known: list[str]) -> str:
+    """`--learning-rate: did you mean --learning_rate?` for a flag the parser does not know."""
+    name = flag.split("=", 1)[0]
+    # Dashes for underscores is the usual slip; otherwise the closest known flag by spelling, if any is close.
+    candidates = [f for f in known if f == "--" + name.lstrip("-").replace("-", "_")] or difflib.get_close_matches(
+        name, known, n=1, cutoff=0.75)
+    return f"{name}: did you mean {candidates[0]}?" if candidates else f"{name}: no such flag"
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one line (with the closest flag for a typo), not the whole usage."""
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = [option for action in self._actions for option in action.option_strings]
+        # Checked before parsing, so a typo is named even when argparse would first miss a required flag.
+        flags = [a.split("=", 1)[0] for a in args[: args.index("--") if "--" in args else len(args)]
+                 if a.startswith("--")]
+        unknown = [f for f in flags if not any(option.startswith(f) for option in known)]  # prefixes are allowed
+        if unknown:
+            self.error("; ".join(suggest_flag(f, known) for f in unknown))
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unexpected argument(s) {' '.join(extras)}")
+        return namespace
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help lists every flag)\n")
+
+
 def build_parser(defaults: RunConfig, *, description: str = "") -> argparse.ArgumentParser:
     """An argparse parser whose defaults are the layered config.
 
     Written here rather than with HfArgumentParser because its defaults come from the dataclass field
     defaults, and ours come from the layered presets; the help strings still come from the dataclass.
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = FlagParser(description=description, formatter_class=_HelpFormatter)
     hints = get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         tp = _arg_type(hints[f.name])
@@ -279,7 +311,7 @@ def layered_defaults(model_size: str, method: str, *, smoke: bool) -> RunConfig:
 def parse_config(model_size: str, method: str, argv: Optional[list[str]] = None, *, description: str = "") -> RunConfig:
     """Resolve the config of one run from the layers and the command line."""
     # Pre-parse the flags that pick the lower layers, so `--help` shows the defaults the run will use.
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = FlagParser(add_help=False)
     pre.add_argument("--smoke", type=_parse_bool, nargs="?", const=True, default=False)
     pre.add_argument("--method", default=method)
     pre.add_argument("--model_size", default=model_size)

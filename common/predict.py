@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, FlagParser, RunConfig
 from .data import DataError, load_squad_file, read_json_records
 from .faults import report_bad_input
 from .inference import build_eval_features, predict_answers, score_predictions
@@ -138,7 +138,7 @@ def write_predictions(predictions: dict[str, dict], path: Path) -> Path:
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, type=Path,
                         help="Output directory of a training run (or its merged/ folder).")
     parser.add_argument("--question", help="One question (with --context).")

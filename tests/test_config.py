@@ -56,3 +56,24 @@ def test_readme_links_every_docs_page_and_every_link_resolves():
     for page in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--learning-rate", "1e-3"], "error: --learning-rate: did you mean --learning_rate?"),
+    (["--lerning_rate", "1e-3"], "error: --lerning_rate: did you mean --learning_rate?"),
+    (["--num-epochs=3", "--smoke"], "error: --num-epochs: did you mean --num_epochs?"),
+    (["--batch-size", "4", "--lora-r", "8"],
+     "error: --batch-size: did you mean --batch_size?; --lora-r: did you mean --lora_r?"),
+    (["--frobnicate"], "error: --frobnicate: no such flag"),
+    (["--learning_rate", "fast"], "error: argument --learning_rate: invalid float value: 'fast'"),
+])
+def test_bad_command_line_gets_one_line_with_a_suggestion(argv, line, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_config("base", "lora", argv)
+    assert stopped.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr == f"{line} (--help lists every flag)\n"  # one line, no usage block
+
+
+def test_abbreviated_flags_still_work():
+    assert parse_config("base", "lora", ["--learning", "1e-3"]).learning_rate == 1e-3  # argparse's prefixes
