@@ -92,7 +92,7 @@ def test_smoke_with_user_files_uses_them(tmp_path, real_sample):
                                "--num_epochs", "1")
     with open(results, newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
-    assert row["data_source"] == "files:squad-v1.1-pt-sample.json|squad-v1.1-pt-sample.json"
+    assert row["data_source"] == f"files:{real_sample.name}|{real_sample.name}"
     assert row["eval_examples"] == "50"
     assert int(row["train_answers_dropped"]) > 0  # the sample's misplaced answers were counted and dropped
     assert "re-located" in proc.stderr
