@@ -48,17 +48,26 @@ def real_sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bertimbau_tokenizer():
-    from transformers import AutoTokenizer, BertTokenizerFast
-
+def bertimbau_vocab() -> Path:
+    """BERTimbau's vocab.txt: BERTIMBAU_VOCAB, else the file of neuralmind/bert-base-portuguese-cased in the
+    Hugging Face cache (the file its tokenizer is built from)."""
     if BERTIMBAU_VOCAB.exists():
-        return BertTokenizerFast(vocab=str(BERTIMBAU_VOCAB), do_lower_case=False, strip_accents=False)
+        return BERTIMBAU_VOCAB
+    from common.bench import bertimbau_vocab_from_hub
+
     try:
-        return AutoTokenizer.from_pretrained("neuralmind/bert-base-portuguese-cased")
-    except (OSError, ValueError):
+        return bertimbau_vocab_from_hub()
+    except Exception:  # offline and not cached: huggingface_hub raises one of several errors
         pytest.skip(f"BERTimbau's vocabulary is neither at {BERTIMBAU_VOCAB} nor in the Hugging Face cache "
-                    "(hf download neuralmind/bert-base-portuguese-cased, or HF_HUB_OFFLINE=0 to let the tests "
-                    "download it)")
+                    "(hf download neuralmind/bert-base-portuguese-cased vocab.txt, or HF_HUB_OFFLINE=0 to let the "
+                    "tests download it)")
+
+
+@pytest.fixture(scope="session")
+def bertimbau_tokenizer(bertimbau_vocab):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab=str(bertimbau_vocab), do_lower_case=False, strip_accents=False)
 
 
 @pytest.fixture(scope="session")

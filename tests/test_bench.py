@@ -55,11 +55,10 @@ def test_bench_data_offline_falls_back_to_the_demo_data_and_says_so(capsys, monk
         bench.bench_data(30, data_file=bench.SMOKE_TRAIN_FILE)
 
 
-@pytest.mark.skipif(not DATA_FLAGS, reason="the public sample and BERTimbau's vocabulary are not in this checkout")
-def test_bench_data_from_files():
-    examples, vocab, label = bench.bench_data(400, data_file=REAL_SAMPLE, vocab_file=BERTIMBAU_VOCAB)
-    assert len(examples) == 400 and vocab == BERTIMBAU_VOCAB
-    assert label == f"{REAL_SAMPLE.name}, vocabulary {BERTIMBAU_VOCAB.name}"
+def test_bench_data_from_files(real_sample, bertimbau_vocab):
+    examples, vocab, label = bench.bench_data(400, data_file=real_sample, vocab_file=bertimbau_vocab)
+    assert len(examples) == 400 and vocab == bertimbau_vocab
+    assert label == f"{real_sample.name}, vocabulary {bertimbau_vocab.name}"
 
 
 def test_gpu_table_code_path_on_cpu(tmp_path):
