@@ -213,6 +213,12 @@ def validate(config: RunConfig) -> RunConfig:
         (config.save_steps >= 0, f"--save_steps {config.save_steps}: must be >= 0 (0: no checkpoints)"),
         ((config.train_file is None) == (config.validation_file is None),
          "--train_file and --validation_file go together (or pass neither to use --dataset)"),
+        # Here, not only when the data is read: that comes after the model check, which can spend half a minute
+        # retrying the Hub when offline.
+        (config.train_file is None or Path(config.train_file).exists(),
+         f"--train_file {config.train_file}: file not found; check the path"),
+        (config.validation_file is None or Path(config.validation_file).exists(),
+         f"--validation_file {config.validation_file}: file not found; check the path"),
         (not (config.quantize_4bit and not config.use_peft), "4-bit quantization needs an adapter method (qlora or qdora)"),
         (not (config.use_dora and not config.use_peft), "DoRA needs use_peft"),
         (not (config.merge and not config.use_peft), "--merge: full fine-tuning already saves a standalone model; merge is for adapter methods"),

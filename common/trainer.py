@@ -32,6 +32,15 @@ def setup_logging(*, debug: bool = False) -> None:
     # callers (tests, notebooks) may have closed since.
     transformers.logging.disable_default_handler()
     transformers.logging.enable_propagation()
+    # huggingface_hub and datasets add a handler of their own and also pass their records on to ours, so each of
+    # their messages (the Hub's retries when offline, for one) would print twice.
+    import datasets  # noqa: F401 -- imported for its handler, which it adds at import
+    import huggingface_hub  # noqa: F401
+
+    for name in ("huggingface_hub", "datasets"):
+        library_logger = logging.getLogger(name)
+        for handler in list(library_logger.handlers):
+            library_logger.removeHandler(handler)
     quiet_replicas()  # under torchrun / accelerate launch only the main process logs
 
 
