@@ -77,3 +77,16 @@ def test_bad_command_line_gets_one_line_with_a_suggestion(argv, line, capsys):
 
 def test_abbreviated_flags_still_work():
     assert parse_config("base", "lora", ["--learning", "1e-3"]).learning_rate == 1e-3  # argparse's prefixes
+
+
+def test_readme_setup_block_installs_then_tests_and_ci_runs_the_same_test_command():
+    import re
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Set up and test\n.*?```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(block) == 3 and "venv" in block[0]  # a venv line, one install line, one test line
+    install, test = block[1], block[2]
+    # CPU torch before requirements.txt, so a machine without a GPU does not pull the CUDA build.
+    assert install.index("download.pytorch.org/whl/cpu") < install.index("pip install -r requirements.txt")
+    ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test.startswith("python -m pytest") and test in ci
