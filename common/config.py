@@ -21,14 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # (`attention.output.dense` in HF BERT; the suffix match keeps the FFN's `output.dense` out).
 PAPER_TARGET_MODULES = ["query", "key", "value", "attention.output.dense"]
 
-# Model-size presets (docs/paper.md "Setup reported by the paper"): model id and per-device batch size (16 Base / 8 Large).
+# Model-size presets (docs/paper.md "Setup reported by the paper"): model id and per-device batch size
+# (16 Base / 8 Large).
 MODEL_PRESETS: dict[str, dict] = {
     "base": {"model_name": "neuralmind/bert-base-portuguese-cased", "batch_size": 16},
     "large": {"model_name": "neuralmind/bert-large-portuguese-cased", "batch_size": 8},
 }
 
 # Methods are field values only. Learning rates are the paper's: 4.25e-5 ("standard" BERT) for full
-# fine-tuning, 2e-4 ("high", tuned for PEFT) for the adapters (docs/paper.md; the author's README calls 2e-4 "critical" for PEFT).
+# fine-tuning, 2e-4 ("high", tuned for PEFT) for the adapters (docs/paper.md; the author's README calls 2e-4
+# "critical" for PEFT).
 METHODS: dict[str, dict] = {
     "full": {"use_peft": False, "use_dora": False, "quantize_4bit": False, "learning_rate": 4.25e-5},
     "lora": {"use_peft": True, "use_dora": False, "quantize_4bit": False, "learning_rate": 2e-4},

@@ -1,7 +1,8 @@
 """Read a results CSV (results/runs.csv, results/paper_reported.csv, ...) and average it onto the paper's grid.
 
 Shared by make_figures.py, summarize.py and run_grid.py. It only reads results files and imports nothing from
-common/ or the model folders (imports go one way: analysis never depends on training code), so the analysis works on a machine without torch.
+common/ or the model folders (imports go one way: analysis never depends on training code), so the analysis
+works on a machine without torch.
 """
 from __future__ import annotations
 

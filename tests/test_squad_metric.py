@@ -114,7 +114,8 @@ def test_evaluate_module_gives_the_same_numbers_offline(tmp_path):
     # The code evaluate ran is its cached copy of common/squad_metric.py itself, not a second implementation.
     code_file = Path(out["code_file"])
     assert code_file.is_relative_to(tmp_path / "modules")
-    assert code_file.read_text(encoding="utf-8") == (REPO_ROOT / "common" / "squad_metric.py").read_text(encoding="utf-8")
+    repository_code = (REPO_ROOT / "common" / "squad_metric.py").read_text(encoding="utf-8")
+    assert code_file.read_text(encoding="utf-8") == repository_code
 
 
 def test_evaluate_module_links_to_the_repository_metric():
