@@ -53,7 +53,8 @@ BERTIMBAU_ID = "neuralmind/bert-base-portuguese-cased"  # Large has the same voc
 CPU_BENCH_SHAPE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
                    "max_position_embeddings": 512}
 
-# BERTimbau shapes (docs/paper.md "Setup reported by the paper": 12 layers/768/12 heads and 24/1024/16; vocabulary 29,794).
+# BERTimbau shapes (docs/paper.md "Setup reported by the paper": 12 layers/768/12 heads and 24/1024/16;
+# vocabulary 29,794).
 GPU_SHAPES = {
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
     "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
@@ -67,8 +68,8 @@ FULL_TRAIN_FEATURES = round(87599 * 1.064)
 # log-normal with median 202 and sigma 0.36 has mean 215.5; capped at 384 like the windows.
 LENGTH_MEDIAN, LENGTH_SIGMA = 202, 0.36
 
-# The paper's training wall-clock for 2 epochs, seconds (results/paper_reported.csv; full at lr 4.25e-5, PEFT at 2e-4,
-# the scripts' defaults).
+# The paper's training wall-clock for 2 epochs, seconds (results/paper_reported.csv; full at lr 4.25e-5, PEFT at
+# 2e-4, the scripts' defaults).
 PAPER_TIME_2_EPOCHS_S = {
     ("base", "full"): 6004, ("base", "lora"): 1897, ("base", "qlora"): 1803, ("base", "dora"): 2423,
     ("base", "qdora"): 2523,
@@ -497,7 +498,8 @@ def main(argv=None) -> int:
             return 2
     if not args.cpu and torch.cuda.is_available():
         rows = gpu_table(sizes=args.sizes, methods=args.methods, warmup_steps=args.warmup_steps,
-                         timed_steps=args.timed_steps, out_csv=args.out_dir / "bench_gpu.csv" if args.out_dir else None)
+                         timed_steps=args.timed_steps,
+                         out_csv=args.out_dir / "bench_gpu.csv" if args.out_dir else None)
         summary["gpu"] = rows
     elif args.gpu:
         print("[bench] no CUDA device: GPU table skipped")
