@@ -376,7 +376,10 @@ def print_side_by_side(rows: list[dict]) -> None:
                   f"{compiled['projected_2_epochs_s'] / 60:.1f} min", flush=True)
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
+def write_rows(path: Path | None, rows: list[dict]) -> None:
+    """The rows as CSV (columns in order of first appearance: a failed row has fewer); nothing without a path."""
+    if path is None:  # no --out_dir: the numbers are printed only, and no tracked file changes
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fieldnames = list(dict.fromkeys(key for row in rows for key in row))  # a failed row has fewer columns
     with open(path, "w", newline="", encoding="utf-8") as handle:

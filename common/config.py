@@ -1,14 +1,16 @@
 """The single source of truth for a run: one typed dataclass, layered presets, and the command line.
 
 Layers, later wins: field defaults -> model-size preset -> method -> smoke preset -> command line.
-Methods and model sizes are data (dicts of field values), never code branches (see STYLE.md).
+Methods and model sizes are data (dicts of field values), never code branches.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, get_args, get_origin, get_type_hints
@@ -19,14 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # (`attention.output.dense` in HF BERT; the suffix match keeps the FFN's `output.dense` out).
 PAPER_TARGET_MODULES = ["query", "key", "value", "attention.output.dense"]
 
-# Model-size presets (PAPER.md "Setup"): model id and per-device batch size (16 Base / 8 Large).
+# Model-size presets (docs/paper.md "Setup reported by the paper"): model id and per-device batch size
+# (16 Base / 8 Large).
 MODEL_PRESETS: dict[str, dict] = {
     "base": {"model_name": "neuralmind/bert-base-portuguese-cased", "batch_size": 16},
     "large": {"model_name": "neuralmind/bert-large-portuguese-cased", "batch_size": 8},
 }
 
 # Methods are field values only. Learning rates are the paper's: 4.25e-5 ("standard" BERT) for full
-# fine-tuning, 2e-4 ("high", tuned for PEFT) for the adapters (PAPER.md, seed README "Optimal Hyperparameters").
+# fine-tuning, 2e-4 ("high", tuned for PEFT) for the adapters (docs/paper.md; the author's README calls 2e-4
+# "critical" for PEFT).
 METHODS: dict[str, dict] = {
     "full": {"use_peft": False, "use_dora": False, "quantize_4bit": False, "learning_rate": 4.25e-5},
     "lora": {"use_peft": True, "use_dora": False, "quantize_4bit": False, "learning_rate": 2e-4},
@@ -182,7 +186,9 @@ class RunConfig:
     )
     resume: bool = _help("Continue from the last complete checkpoint in --output_dir (a fresh run if there is none).",
                          default=False)
-    debug: bool = _help("Show the full traceback of errors, bad input included.", default=False)
+    debug: bool = _help(
+        "Show the full traceback of errors (bad input included), the whole resolved config at start, and the "
+        "known-harmless library warnings that are filtered by default.", default=False)
 
     @property
     def run_name(self) -> str:
@@ -228,6 +234,12 @@ def validate(config: RunConfig) -> RunConfig:
         (config.save_steps >= 0, f"--save_steps {config.save_steps}: must be >= 0 (0: no checkpoints)"),
         ((config.train_file is None) == (config.validation_file is None),
          "--train_file and --validation_file go together (or pass neither to use --dataset)"),
+        # Here, not only when the data is read: that comes after the model check, which can spend half a minute
+        # retrying the Hub when offline.
+        (config.train_file is None or Path(config.train_file).exists(),
+         f"--train_file {config.train_file}: file not found; check the path"),
+        (config.validation_file is None or Path(config.validation_file).exists(),
+         f"--validation_file {config.validation_file}: file not found; check the path"),
         (not (config.quantize_4bit and not config.use_peft), "4-bit quantization needs an adapter method (qlora or qdora)"),
         (not (config.use_dora and not config.use_peft), "DoRA needs use_peft"),
         (not (config.merge and not config.use_peft), "--merge: full fine-tuning already saves a standalone model; merge is for adapter methods"),
@@ -258,13 +270,43 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in --help, and the script's docstring (with its example commands) kept as written."""
 
 
+def suggest_flag(flag: str, known: list[str]) -> str:
+    """`--learning-rate: did you mean --learning_rate?` for a flag the parser does not know."""
+    name = flag.split("=", 1)[0]
+    # Dashes for underscores is the usual slip; otherwise the closest known flag by spelling, if any is close.
+    candidates = [f for f in known if f == "--" + name.lstrip("-").replace("-", "_")] or difflib.get_close_matches(
+        name, known, n=1, cutoff=0.75)
+    return f"{name}: did you mean {candidates[0]}?" if candidates else f"{name}: no such flag"
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse, but a bad command line gets one line (with the closest flag for a typo), not the whole usage."""
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        known = [option for action in self._actions for option in action.option_strings]
+        # Checked before parsing, so a typo is named even when argparse would first miss a required flag.
+        flags = [a.split("=", 1)[0] for a in args[: args.index("--") if "--" in args else len(args)]
+                 if a.startswith("--")]
+        unknown = [f for f in flags if not any(option.startswith(f) for option in known)]  # prefixes are allowed
+        if unknown:
+            self.error("; ".join(suggest_flag(f, known) for f in unknown))
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unexpected argument(s) {' '.join(extras)}")
+        return namespace
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help lists every flag)\n")
+
+
 def build_parser(defaults: RunConfig, *, description: str = "") -> argparse.ArgumentParser:
     """An argparse parser whose defaults are the layered config.
 
     Written here rather than with HfArgumentParser because its defaults come from the dataclass field
     defaults, and ours come from the layered presets; the help strings still come from the dataclass.
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = FlagParser(description=description, formatter_class=_HelpFormatter)
     hints = get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         tp = _arg_type(hints[f.name])
@@ -296,7 +338,7 @@ def layered_defaults(model_size: str, method: str, *, smoke: bool) -> RunConfig:
 def parse_config(model_size: str, method: str, argv: Optional[list[str]] = None, *, description: str = "") -> RunConfig:
     """Resolve the config of one run from the layers and the command line."""
     # Pre-parse the flags that pick the lower layers, so `--help` shows the defaults the run will use.
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = FlagParser(add_help=False)
     pre.add_argument("--smoke", type=_parse_bool, nargs="?", const=True, default=False)
     pre.add_argument("--method", default=method)
     pre.add_argument("--model_size", default=model_size)

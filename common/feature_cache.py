@@ -65,7 +65,17 @@ def build_features(
     if use_cache:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}-"))
-        features.save_to_disk(str(staging))
+        # Without datasets' "Saving the dataset" bar: writing the cache is housekeeping (seconds even for the
+        # full training set), and the tokenizing bar has just shown the work.
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        bars_were_off = are_progress_bars_disabled()
+        disable_progress_bars()
+        try:
+            features.save_to_disk(str(staging))
+        finally:
+            if not bars_were_off:
+                enable_progress_bars()
         try:
             os.replace(staging, target)  # atomic: a concurrent run sees a complete entry or none
         except OSError:

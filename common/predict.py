@@ -14,14 +14,14 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from .attention import use_cudnn_attention
-from .config import ConfigError, RunConfig
+from .config import ConfigError, FlagParser, RunConfig
 from .data import DataError, load_squad_file, read_json_records
+from .faults import report_bad_input
 from .inference import build_eval_features, predict_answers, score_predictions
 from .saved_run import load_trained_model, read_run_config
 from .trainer import collate_without_length, make_trainer_class, setup_logging, training_arguments
@@ -140,7 +140,7 @@ def write_predictions(predictions: dict[str, dict], path: Path) -> Path:
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = FlagParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True, type=Path,
                         help="Output directory of a training run (or its merged/ folder).")
     parser.add_argument("--question", help="One question (with --context).")
@@ -154,13 +154,15 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "keep it to reproduce the run's scores to the last digit).")
     parser.add_argument("--n_best_size", type=int, help="Start/end candidates per window (default: the run's).")
     parser.add_argument("--max_answer_length", type=int, help="Longest answer in tokens (default: the run's).")
+    parser.add_argument("--debug", action="store_true", help="Show the known-harmless library warnings that are "
+                        "filtered by default, and the traceback of errors.")
     return parser
 
 
 def main(*, model_size: str, argv: Optional[list[str]] = None, description: str = "") -> int:
     """Entry point of `bertimbau_*/main_predict.py`: exit status 0 on success, 2 on bad input (one-line message)."""
-    setup_logging()
     args = build_parser(description).parse_args(argv)
+    setup_logging(debug=args.debug)
     try:
         if (args.input is None) == (args.question is None and args.context is None):
             raise ConfigError("pass either --question and --context, or --input")
@@ -174,8 +176,7 @@ def main(*, model_size: str, argv: Optional[list[str]] = None, description: str 
         predictions = answer(examples, model_dir=args.model_dir, eval_batch_size=args.batch_size,
                              n_best_size=args.n_best_size, max_answer_length=args.max_answer_length)
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return report_bad_input(exc, debug=args.debug)
     if args.input is None:
         prediction = predictions["question"]
         print(f"answer: {prediction['text']}\nscore: {prediction['score']:.4f}")

@@ -53,6 +53,15 @@ def load_examples(config: RunConfig) -> tuple[list[dict], list[dict], str]:
     return train, evaluation, data_source_label(config)
 
 
+def run_summary(config: RunConfig, *, precision: str) -> str:
+    """The line a run starts with; the whole config is in its run_config.json (and in the log with --debug)."""
+    batch = f"{config.batch_size}" + (f" x {config.gradient_accumulation_steps} accumulated"
+                                      if config.gradient_accumulation_steps > 1 else "")
+    return (f"Run {config.model_size} {config.method}: model {config.model_name or 'smoke:tiny-bert-pt'}, data "
+            f"{data_source_label(config)}, lr {config.learning_rate:g}, {config.num_epochs:g} epochs, batch {batch}, "
+            f"{precision}, outputs {config.resolved_output_dir()}")
+
+
 def peak_memory_mb(device: str) -> float:
     """CUDA peak allocated on GPU; peak resident set size of the process on CPU."""
     import torch
@@ -73,7 +82,10 @@ def run(config: RunConfig) -> Optional[dict]:
 
     from .model import count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_precision
 
-    logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
+    precision = resolve_precision(config)
+    logger.info(run_summary(config, precision=precision))
+    if config.debug:
+        logger.info("Resolved config:\n%s", json.dumps(vars(config), indent=1, default=str))
     resolve_report_to(config.report_to)  # a tracker that is not installed stops the run before any work
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -85,7 +97,6 @@ def run(config: RunConfig) -> Optional[dict]:
     check_results_file(config.resolved_results_file())
     resume_from, prior_train_time = resume_point(config, output_dir)
     _, tokenizer = load_checked_model(config, model_name=model_name)
-    precision = resolve_precision(config)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left outside autocast
         torch.backends.cudnn.allow_tf32 = True
@@ -211,10 +222,10 @@ def main(*, model_size: str, method: str, argv: Optional[list[str]] = None, desc
     """Entry point of the scripts: exit status 0 on success, 2 on bad input (one-line message, no results row),
     1 for a failed, diverged or out-of-memory run and 130/143 for an interrupted one (these leave a row with
     their status; see common/faults.py)."""
-    setup_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         config = parse_config(model_size, method, argv, description=description)
     except ConfigError as exc:
         return report_bad_input(exc, debug="--debug" in argv)
+    setup_logging(debug=config.debug)
     return run_recording_failures(run, config)

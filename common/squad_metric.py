@@ -7,6 +7,9 @@ are averaged x100. These official semantics are the default so scores compare wi
 
 `compute_portuguese` is reported beside it and clearly named: it drops the Portuguese articles and all
 Unicode punctuation (e.g. « » – “ ”), which the official script, written for English, leaves in.
+
+The same code is also an `evaluate` module, `evaluate.load("metrics/squad")` (see docs/results.md). `evaluate`
+copies this file on its own into its module cache, so it imports only the standard library.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ checkpoint settings, faults, tracking), so nothing that trains or predicts has t
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -15,13 +16,17 @@ from .config import RunConfig
 from .distributed import quiet_replicas
 from .faults import LossWatch
 from .preprocess import MODEL_INPUTS
+from .quiet import quiet_library_noise
 from .tracking import resolve_report_to
 
 logger = logging.getLogger("bertimbau_qa")
 LABELS = ("start_positions", "end_positions")
 
 
-def setup_logging() -> None:
+def setup_logging(*, debug: bool = False) -> None:
+    """Where every script starts: our log format, transformers' messages through it, the known-harmless library
+    messages filtered (`--debug` shows them)."""
+    quiet_library_noise(not debug)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", level=logging.INFO, force=True)
     import transformers
 
@@ -30,6 +35,17 @@ def setup_logging() -> None:
     # callers (tests, notebooks) may have closed since.
     transformers.logging.disable_default_handler()
     transformers.logging.enable_propagation()
+    # huggingface_hub and datasets add a handler of their own and also pass their records on to ours, so each of
+    # their messages (the Hub's retries when offline, for one) would print twice.
+    for module in ("datasets", "huggingface_hub"):  # imported for the handler each adds at import
+        try:
+            importlib.import_module(module)
+        except ImportError:  # datasets is not needed to train on packed windows (e.g. the GPU benchmark)
+            pass
+    for name in ("huggingface_hub", "datasets"):
+        library_logger = logging.getLogger(name)
+        for handler in list(library_logger.handlers):
+            library_logger.removeHandler(handler)
     quiet_replicas()  # under torchrun / accelerate launch only the main process logs
 
 

@@ -3,7 +3,7 @@
     python paper/make_figures.py                                  # the paper's numbers -> paper/figures/
     python paper/make_figures.py --results results/runs.csv       # your runs -> paper/figures/runs/, + vs the paper
 
-Figures (PAPER.md "The paper's figures"):
+Figures (docs/paper.md "The paper's figures"):
   fig_bertimbau_{base,large}_f1_mt_comparison  F1 and EM per method, 2x2 panels (epochs x learning rate)
   lr_comparison                                F1 at lr 4.25e-5 beside 2e-4, 2 epochs, (a) Base (b) Large
   fig_bertimbau_{base,large}_efficiency        F1 against training time, one marker shape per method

@@ -1,7 +1,8 @@
 """Read a results CSV (results/runs.csv, results/paper_reported.csv, ...) and average it onto the paper's grid.
 
 Shared by make_figures.py, summarize.py and run_grid.py. It only reads results files and imports nothing from
-common/ or the model folders (STYLE.md "One-way imports"), so the analysis works on a machine without torch.
+common/ or the model folders (imports go one way: analysis never depends on training code), so the analysis
+works on a machine without torch.
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from typing import Optional
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_RESULTS = REPO_ROOT / "results" / "paper_reported.csv"
 
-# The paper's grid (PAPER.md): 2 model sizes x 5 methods x 2 learning rates x 2 epoch counts = 40 runs.
+# The paper's grid (docs/paper.md): 2 model sizes x 5 methods x 2 learning rates x 2 epoch counts = 40 runs.
 MODEL_SIZES = ("base", "large")
 METHODS = ("full", "lora", "qlora", "dora", "qdora")
 PEFT_METHODS = METHODS[1:]
-LEARNING_RATES = (2e-4, 4.25e-5)  # PAPER.md: 2e-4 "high", tuned for PEFT; 4.25e-5 "standard" BERT
+LEARNING_RATES = (2e-4, 4.25e-5)  # docs/paper.md: 2e-4 "high", tuned for PEFT; 4.25e-5 "standard" BERT
 EPOCHS = (2, 3)
-SETTINGS = tuple((lr, epochs) for lr in LEARNING_RATES for epochs in EPOCHS)  # PAPER.md table order
+SETTINGS = tuple((lr, epochs) for lr in LEARNING_RATES for epochs in EPOCHS)  # the paper's table order
 
 # The paper's headline ratios ("LoRA reaches 95.8% of full fine-tuning F1 on Large (81.32 vs 84.86)") divide by
 # full fine-tuning at the standard BERT learning rate and the same epochs; at 2e-4 full fine-tuning of Large diverged.

@@ -1,6 +1,9 @@
-"""Shared fixtures: the repository root, the real data in ../shared/data (skipped when absent)."""
+"""Shared fixtures: the repository root; the public Portuguese sample and BERTimbau's vocabulary, from
+../shared/data in a development checkout, else from the Hugging Face cache as a user would load them, else the
+tests that need them are skipped with the reason."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,19 +29,45 @@ def isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def real_sample() -> Path:
-    if not REAL_SAMPLE.exists():
-        pytest.skip(f"real data sample not found at {REAL_SAMPLE} (../shared/data is only in CI and dev checkouts)")
-    return REAL_SAMPLE
+def real_sample(tmp_path_factory) -> Path:
+    """The public sample of squad_v1_pt as a SQuAD file: REAL_SAMPLE itself, or its ten articles of the Hub
+    dataset written to a file (tests compare counts measured on REAL_SAMPLE only when they got it)."""
+    if REAL_SAMPLE.exists():
+        return REAL_SAMPLE
+    from common.data import PUBLIC_SAMPLE_DATASET, DataError, load_hub_sample
+
+    try:
+        examples = load_hub_sample()
+    except DataError:
+        pytest.skip(f"the public Portuguese sample is neither at {REAL_SAMPLE} nor in the Hugging Face cache "
+                    f"({PUBLIC_SAMPLE_DATASET}; the tests run offline: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 "
+                    "lets them download it)")
+    path = tmp_path_factory.mktemp("hub_sample") / "squad_v1_pt-sample-articles.json"
+    path.write_text(json.dumps(examples, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")
-def bertimbau_tokenizer():
-    if not BERTIMBAU_VOCAB.exists():
-        pytest.skip(f"BERTimbau vocabulary not found at {BERTIMBAU_VOCAB}")
+def bertimbau_vocab() -> Path:
+    """BERTimbau's vocab.txt: BERTIMBAU_VOCAB, else the file of neuralmind/bert-base-portuguese-cased in the
+    Hugging Face cache (the file its tokenizer is built from)."""
+    if BERTIMBAU_VOCAB.exists():
+        return BERTIMBAU_VOCAB
+    from common.bench import bertimbau_vocab_from_hub
+
+    try:
+        return bertimbau_vocab_from_hub()
+    except Exception:  # offline and not cached: huggingface_hub raises one of several errors
+        pytest.skip(f"BERTimbau's vocabulary is neither at {BERTIMBAU_VOCAB} nor in the Hugging Face cache "
+                    "(hf download neuralmind/bert-base-portuguese-cased vocab.txt, or HF_HUB_OFFLINE=0 to let the "
+                    "tests download it)")
+
+
+@pytest.fixture(scope="session")
+def bertimbau_tokenizer(bertimbau_vocab):
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab=str(BERTIMBAU_VOCAB), do_lower_case=False, strip_accents=False)
+    return BertTokenizerFast(vocab=str(bertimbau_vocab), do_lower_case=False, strip_accents=False)
 
 
 @pytest.fixture(scope="session")

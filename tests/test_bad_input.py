@@ -271,9 +271,13 @@ def test_script_exit_status_and_debug_traceback(tmp_path):
         f"error: {bad}: question id 'q1': answer_start -3 is outside the context "
         "(length 42); fix answer_start or the answer text")
     assert "Traceback" not in quiet.stderr
+    # The run starts with one line saying what runs; --debug adds the whole resolved config.
+    assert f"Run base qlora: model smoke:tiny-bert-pt, data files:bad.json|{SMOKE_VALIDATION_FILE.name}" in quiet.stderr
+    assert "Resolved config" not in quiet.stderr
     debug = subprocess.run([*command, "--debug"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                            env=os.environ.copy())
     assert debug.returncode == 2 and "Traceback" in debug.stderr and "DataError" in debug.stderr
+    assert "Resolved config" in debug.stderr and '"learning_rate": 0.001' in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1] == quiet.stderr.rstrip().splitlines()[-1]
     assert not results.exists()
 

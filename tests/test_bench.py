@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 
 from common import bench, bench_gpu
+from conftest import BERTIMBAU_VOCAB, REAL_SAMPLE
+
+# The data docs/speed.md measured on, where this checkout has it; otherwise the bench's own fallback (offline in
+# the tests: the shipped demo data).
+DATA_FLAGS = (["--data", str(REAL_SAMPLE), "--vocab", str(BERTIMBAU_VOCAB)]
+              if REAL_SAMPLE.exists() and BERTIMBAU_VOCAB.exists() else [])
 
 
 def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
-    assert bench.main(["--cpu", "--examples", "24", "--epochs", "1", "--out_dir", str(tmp_path)]) == 0
+    assert bench.main(["--cpu", "--examples", "24", "--epochs", "1", "--out_dir", str(tmp_path), *DATA_FLAGS]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("train_tokens_per_s_ours", "train_tokens_per_s_baseline", "train_speedup", "postprocess_speedup",
                 "f1_ours", "f1_baseline"):
@@ -25,10 +31,41 @@ def test_cpu_comparison_reports_both_arms(tmp_path, capsys):
     assert (tmp_path / "bench_cpu.csv").read_text().count("\n") == 2
 
 
+def test_bench_writes_csv_files_only_when_asked(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(bench, "cpu_comparison", lambda **kwargs: asked.append(kwargs["out_csv"]) or {"f1_ours": 1.0})
+    assert bench.main(["--cpu"]) == 0
+    assert bench.main(["--cpu", "--out_dir", str(tmp_path)]) == 0
+    assert asked == [None, tmp_path / "bench_cpu.csv"]
+    bench.write_rows(None, [{"a": 1}])  # what cpu_comparison and gpu_table do with no --out_dir: nothing
+    bench.write_rows(tmp_path / "rows.csv", [{"a": 1}])
+    assert (tmp_path / "rows.csv").read_text() == "a\n1\n"
+
+
+def test_bench_data_offline_falls_back_to_the_demo_data_and_says_so(capsys, monkeypatch):
+    def unreachable():
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(bench, "load_hub_sample", unreachable)  # whatever this machine's Hub cache holds
+    monkeypatch.setattr(bench, "bertimbau_vocab_from_hub", unreachable)
+    examples, vocab, label = bench.bench_data(30)
+    assert len(examples) == 30 and vocab == bench.SMOKE_VOCAB and label == "shipped smoke data (smoke vocab)"
+    out = capsys.readouterr().out
+    assert "NOTE" in out and "ConnectionError: offline" in out and "do not compare" in out
+    with pytest.raises(bench.ConfigError, match="--data/--vocab"):  # a file given: no silent fallback
+        bench.bench_data(30, data_file=bench.SMOKE_TRAIN_FILE)
+
+
+def test_bench_data_from_files(real_sample, bertimbau_vocab):
+    examples, vocab, label = bench.bench_data(400, data_file=real_sample, vocab_file=bertimbau_vocab)
+    assert len(examples) == 400 and vocab == bertimbau_vocab
+    assert label == f"{real_sample.name}, vocabulary {bertimbau_vocab.name}"
+
+
 def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     """`--gpu --dry`: the GPU script's code paths (both arms, warm-up over buckets, timing, profiler) on a CPU."""
-    out = tmp_path / "gpu.csv"
-    assert bench.main(["--gpu", "--dry", "--sizes", "base", "--methods", "lora", "--gpu_csv", str(out)]) == 0
+    out = tmp_path / "bench_gpu.csv"
+    assert bench.main(["--gpu", "--dry", "--sizes", "base", "--methods", "lora", "--out_dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "collation of 16 windows" in printed and "eager steps/s -> compiled" in printed
     rows = {row["arm"]: row for row in csv.DictReader(open(out, encoding="utf-8"))}

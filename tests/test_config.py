@@ -56,3 +56,37 @@ def test_readme_links_every_docs_page_and_every_link_resolves():
     for page in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--learning-rate", "1e-3"], "error: --learning-rate: did you mean --learning_rate?"),
+    (["--lerning_rate", "1e-3"], "error: --lerning_rate: did you mean --learning_rate?"),
+    (["--num-epochs=3", "--smoke"], "error: --num-epochs: did you mean --num_epochs?"),
+    (["--batch-size", "4", "--lora-r", "8"],
+     "error: --batch-size: did you mean --batch_size?; --lora-r: did you mean --lora_r?"),
+    (["--frobnicate"], "error: --frobnicate: no such flag"),
+    (["--learning_rate", "fast"], "error: argument --learning_rate: invalid float value: 'fast'"),
+])
+def test_bad_command_line_gets_one_line_with_a_suggestion(argv, line, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_config("base", "lora", argv)
+    assert stopped.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr == f"{line} (--help lists every flag)\n"  # one line, no usage block
+
+
+def test_abbreviated_flags_still_work():
+    assert parse_config("base", "lora", ["--learning", "1e-3"]).learning_rate == 1e-3  # argparse's prefixes
+
+
+def test_readme_setup_block_installs_then_tests_and_ci_runs_the_same_test_command():
+    import re
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Set up and test\n.*?```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(block) == 3 and "venv" in block[0]  # a venv line, one install line, one test line
+    install, test = block[1], block[2]
+    # CPU torch before requirements.txt, so a machine without a GPU does not pull the CUDA build.
+    assert install.index("download.pytorch.org/whl/cpu") < install.index("pip install -r requirements.txt")
+    ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test.startswith("python -m pytest") and test in ci

@@ -200,7 +200,7 @@ def test_lr_comparison_prints_gains_and_marks_the_collapse():
     fig = make_figures.plot_lr_comparison(results_table.load_table(PAPER_CSV))
     base, large = fig.axes[:2]
     base_texts, large_texts = [t.get_text() for t in base.texts], [t.get_text() for t in large.texts]
-    assert {"+6.2", "+19.7", "+6.7", "+20.3"} <= set(base_texts)  # PAPER.md: "+6.2" for Base LoRA
+    assert {"+6.2", "+19.7", "+6.7", "+20.3"} <= set(base_texts)  # docs/paper.md: "+6.2" for Base LoRA
     assert {"+5.7", "+11.8", "+7.6"} <= set(large_texts)
     assert "-3.1" not in base_texts  # no gain printed for full fine-tuning
     assert large_texts.count("(collapsed)") == 1 and "(collapsed)" not in base_texts

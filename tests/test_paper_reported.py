@@ -77,7 +77,8 @@ def test_headline_claims_follow_from_the_csv():
 
 def test_rows_equal_paper_md_table():
     if not PAPER_MD.exists():
-        pytest.skip(f"PAPER.md not found at {PAPER_MD} (../shared is only in dev checkouts); the anchor test still runs")
+        pytest.skip(f"the maintainers' transcription of the paper's table is not at {PAPER_MD} (it is kept outside "
+                    "the repository); the anchor test of the paper's headline numbers still runs")
     table = [line for line in PAPER_MD.read_text(encoding="utf-8").splitlines() if TABLE_ROW.match(line)]
     assert len(table) == 40
     _, rows = read_paper_csv()

@@ -37,6 +37,8 @@ def test_predicting_the_validation_set_reproduces_the_results_row(method, traine
     assert (f"f1 {float(row['f1']):.4f} exact_match {float(row['exact_match']):.4f} (Portuguese-aware: "
             f"f1 {float(row['f1_pt']):.4f} exact_match {float(row['exact_match_pt']):.4f})") in proc.stdout
     assert json.loads(output.read_text(encoding="utf-8")) == saved_predictions(run.dir)
+    # The known-harmless library warnings are filtered here too (common/quiet.py).
+    assert [line for line in proc.stderr.splitlines() if "warn" in line.lower()] == []
 
 
 def test_one_question_prints_an_answer_from_the_context_and_its_score(trained_run):

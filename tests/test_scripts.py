@@ -66,6 +66,11 @@ def test_script_smoke_run_writes_one_complete_row(size, method, tmp_path):
         assert any("qa_outputs" in k for k in keys) and any("lora_A" in k for k in keys)
         assert any("lora_magnitude_vector" in k for k in keys) == method.endswith("dora")
     assert "F1 / EM" in proc.stderr  # the summary block
+    # Quiet by default: the known-harmless library warnings are filtered (common/quiet.py), and the config is
+    # one line, not a dump.
+    assert [line for line in proc.stderr.splitlines() if "warn" in line.lower()] == []
+    assert f"Run {size} {method}: model smoke:tiny-bert-pt, data smoke:shipped" in proc.stderr
+    assert '"max_seq_length"' not in proc.stderr
 
 
 def test_help_lists_the_seed_readme_flags_with_defaults():
@@ -87,7 +92,7 @@ def test_smoke_with_user_files_uses_them(tmp_path, real_sample):
                                "--num_epochs", "1")
     with open(results, newline="", encoding="utf-8") as handle:
         row = next(csv.DictReader(handle))
-    assert row["data_source"] == "files:squad-v1.1-pt-sample.json|squad-v1.1-pt-sample.json"
+    assert row["data_source"] == f"files:{real_sample.name}|{real_sample.name}"
     assert row["eval_examples"] == "50"
     assert int(row["train_answers_dropped"]) > 0  # the sample's misplaced answers were counted and dropped
     assert "re-located" in proc.stderr

@@ -1,0 +1,1 @@
+../../common/squad_metric.py
