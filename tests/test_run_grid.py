@@ -2,14 +2,19 @@
 import csv
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
+import pytest
 from conftest import REPO_ROOT
 
 from common.results import RESULT_COLUMNS
 
 RUN_GRID = REPO_ROOT / "paper" / "run_grid.py"
+sys.path.insert(0, str(RUN_GRID.parent))  # run_grid imports its sibling results_table.py as when run directly
+import run_grid as grid  # noqa: E402
 SCRIPTS = {"main.py": "full", "main_lora.py": "lora", "main_qlora.py": "qlora", "main_dora.py": "dora",
            "main_qdora.py": "qdora"}
 # Smoke runs on a handful of questions: the grid's behaviour is under test here, not learning.
@@ -118,4 +123,137 @@ def test_flags_the_grid_owns_and_bad_results_files_are_refused(tmp_path):
     proc = run_grid("--dry-run", "--results_file", bad)
     assert proc.returncode == 2 and "lacks the column(s)" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = run_grid("--dry-run", "--results_file", tmp_path / "runs.csv", "--gpus", ",")
+    assert proc.returncode == 2 and proc.stderr == "error: --gpus names no GPU\n"
+    proc = run_grid("--dry-run", "--results_file", tmp_path / "runs.csv", "--jobs", "0")
+    assert proc.returncode == 2 and "argument --jobs: '0': must be a whole number >= 1" in proc.stderr
 
+
+
+def test_gpus_go_to_the_least_busy_first_and_are_shared_beyond_their_number():
+    assert grid.parse_gpus(["0,1", "3"]) == ["0", "1", "3"] and grid.parse_gpus(None) == []
+    assert grid.pick_gpu([], busy=[]) is None  # no --gpus: the run sees what the grid sees
+    busy = []
+    for _ in range(5):  # five runs at once on two GPUs
+        busy.append(grid.pick_gpu(["0", "1"], busy=busy))
+    assert busy == ["0", "1", "0", "1", "0"]
+    busy.remove("1")  # a run on GPU 1 ends: the next run takes its place
+    assert grid.pick_gpu(["0", "1"], busy=busy) == "1"
+    assert grid.pick_gpu(["GPU-b", "GPU-a"], busy=["GPU-b"]) == "GPU-a"  # UUIDs, in the order given
+
+
+class FakeScript:
+    """Stands in for subprocess.Popen: runs for a few polls, then appends its finished row and exits 0."""
+
+    started = []  # (CUDA_VISIBLE_DEVICES, GPUs of the scripts running at that moment, Popen's keyword arguments)
+    running = []
+
+    def __init__(self, command, **kwargs):
+        self.command, self.kwargs, self.returncode = command, kwargs, None
+        self.gpu = (kwargs["env"] or os.environ).get("CUDA_VISIBLE_DEVICES")
+        self.polls_left = 1 + 2 * (len(FakeScript.started) % 3)  # runs of different lengths: ends out of order
+        FakeScript.running.append(self)
+        FakeScript.started.append((self.gpu, [script.gpu for script in FakeScript.running], kwargs))
+
+    def poll(self):
+        self.polls_left -= 1
+        if self.polls_left == 0:
+            script = self.command[1].split("/")
+            row = {"model_size": script[-2].removeprefix("bertimbau_"), "method": SCRIPTS[script[-1]],
+                   "learning_rate": flag(self.command, "--learning_rate"), "seed": flag(self.command, "--seed"),
+                   "num_epochs": flag(self.command, "--num_epochs"), "status": "ok"}
+            results = flag(self.command, "--results_file")
+            new = not os.path.exists(results)
+            with open(results, "a", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+            FakeScript.running.remove(self)
+            self.returncode = 0
+        return self.returncode
+
+
+@pytest.mark.parametrize("grid_flags, at_once, gpus", [
+    (["--jobs", "3", "--gpus", "0", "1"], 3, ["0", "1"]),  # more jobs than GPUs: they share
+    (["--gpus", "0,1"], 2, ["0", "1"]),  # one job per GPU by default
+    (["--jobs", "2"], 2, []),  # no --gpus: the environment is the grid's own
+])
+def test_jobs_run_at_once_each_with_its_gpu_and_log(tmp_path, monkeypatch, capsys, grid_flags, at_once, gpus):
+    monkeypatch.setattr(grid.subprocess, "Popen", FakeScript)
+    monkeypatch.setattr(grid, "POLL_S", 0)
+    monkeypatch.setattr(FakeScript, "started", [])
+    monkeypatch.setattr(FakeScript, "running", [])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    results, outputs = tmp_path / "runs.csv", tmp_path / "outputs"
+    status = grid.main([*grid_flags, "--models", "base", "--methods", "full", "lora", "qlora", "--learning_rates",
+                        "2e-4", "--num_epochs", "2", "3", "--results_file", str(results), "--output_root",
+                        str(outputs)])
+    assert status == 0, capsys.readouterr().out
+    assert len(read_rows(results)) == 6 and len(FakeScript.started) == 6
+    assert max(len(running) for _, running, _ in FakeScript.started) == at_once
+    for gpu, running, kwargs in FakeScript.started:
+        assert kwargs["start_new_session"] and kwargs["cwd"] == REPO_ROOT
+        log = outputs / (os.path.basename(kwargs["stdout"].name))
+        assert kwargs["stdout"].name == str(log) and log.read_text().startswith("$ ")  # the command heads its log
+        if gpus:
+            assert gpu in gpus and kwargs["env"]["BERTIMBAU_QA_CACHE"] == os.environ["BERTIMBAU_QA_CACHE"]
+            # least busy first: the GPUs' loads never differ by more than one
+            assert max(running.count(g) for g in gpus) - min(running.count(g) for g in gpus) <= 1
+        else:
+            assert kwargs["env"] is None and gpu == "7"
+    out = capsys.readouterr().out
+    assert out.count("started: ") == 6 and out.count("] ok: ") == 6
+    assert "6 runs planned, 0 already finished (skipped), 6 run now, 6 ok, 0 failed" in out
+
+
+def test_two_real_jobs_write_one_row_and_one_log_each_and_a_failure_stops_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(grid.SCRIPTS, "dora", "no_such_script.py")  # dora fails at once; the others go on
+    results, outputs = tmp_path / "smoke_runs.csv", tmp_path / "outputs"
+    args = ["--smoke", "--jobs", "2", "--models", "base", "--methods", "lora", "dora", "qlora", "--learning_rates",
+            "2e-4", "--num_epochs", "2", "--results_file", str(results), "--output_root", str(outputs), *TINY]
+    assert grid.main(args) == 1
+    out = capsys.readouterr().out
+    rows = read_rows(results)
+    assert sorted(r["method"] for r in rows) == ["lora", "qlora"] and {r["status"] for r in rows} == {"ok"}
+    for row in rows:  # each row whole: every column, nothing spilled over, numbers that parse
+        assert list(row) == RESULT_COLUMNS and None not in row.values()
+        assert 0 <= float(row["f1"]) <= 100 and int(row["train_examples"]) == 8 and row["seed"] == "42"
+    logs = {method: outputs / f"base_{method}_lr0.0002_ep2_seed42_smoke.log" for method in ("lora", "dora", "qlora")}
+    for method in ("lora", "qlora"):
+        assert "Summary" in logs[method].read_text() and (outputs / logs[method].stem / "predictions.json").exists()
+    assert "no_such_script.py" in logs["dora"].read_text()
+    assert "Resolved config" not in out  # the scripts' output is in their logs, not the grid's
+    assert out.count("started: ") == 3
+    assert "failed (exit status 2): base dora lr 2e-4 2 ep seed 42" in out
+    assert "3 runs planned, 0 already finished (skipped), 3 run now, 2 ok, 1 failed" in out
+
+    assert grid.main(args) == 1  # resumed: only the failed run is tried again
+    assert "3 runs planned, 2 already finished (skipped), 1 run now, 0 ok, 1 failed" in capsys.readouterr().out
+    assert len(read_rows(results)) == 2
+
+
+def test_sigterm_stops_the_grid_and_each_running_script_records_interrupted(tmp_path):
+    results, outputs = tmp_path / "smoke_runs.csv", tmp_path / "outputs"
+    # 2000 epochs of one step: runs that are still training when the signal comes, however slow the machine.
+    proc = subprocess.Popen([sys.executable, str(RUN_GRID), "--smoke", "--jobs", "2", "--models", "base", "--methods",
+                             "lora", "qlora", "--learning_rates", "2e-4", "--num_epochs", "2000", "--results_file",
+                             str(results), "--output_root", str(outputs), *TINY],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = [outputs / f"base_{method}_lr0.0002_ep2000_seed42_smoke.log" for method in ("lora", "qlora")]
+    try:
+        deadline = time.monotonic() + 300
+        # "Method ..." is logged just before training, when a script already turns SIGTERM into a row.
+        while not all(log.exists() and "Method " in log.read_text() for log in logs):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    rows = read_rows(results)
+    assert sorted(r["method"] for r in rows) == ["lora", "qlora"]
+    assert {(r["status"], r["error"]) for r in rows} == {("interrupted", "stopped by SIGTERM")}
+    assert out.count("] interrupted: ") == 2
+    assert "2 runs planned, 0 already finished (skipped), 2 run now, 0 ok, 2 failed, interrupted" in out
