@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -68,25 +69,48 @@ class RowAlreadyWritten(Exception):
         self.results_file = results_file
 
 
-HELD_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
 def recorded_row(config: RunConfig, *, output_dir: Path, row: dict) -> Iterator[Path]:
     """Append the finished row and mark the folder finished, with SIGTERM and Ctrl-C held back until both are
-    written; an error or signal in the `with` block after that raises RowAlreadyWritten, never a second row."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    written; an error or signal in the `with` block after that raises RowAlreadyWritten, never a second row.
+
+    Held by Python handlers that only note the signal, not by blocking it (pthread_sigmask): a blocked signal
+    goes to another thread of the process (torch has several), and Python still runs its handler at once.
+    """
+    arrived = []
+    previous = _hold_signals(arrived)
     try:
         results_file = append_result(config.resolved_results_file(), row)
         write_finished(output_dir, config=config, row=row, results_file=results_file)
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        _release_signals(previous, arrived)
         raise
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a signal that came meanwhile is raised here
+        _release_signals(previous, arrived)  # a signal that came meanwhile is raised here
         yield results_file
     except (Exception, KeyboardInterrupt) as exc:
         raise RowAlreadyWritten(results_file) from exc
+
+
+def _hold_signals(arrived: list) -> dict:
+    try:
+        return {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum)) for signum in HELD_SIGNALS}
+    except ValueError:  # not the main thread: Python delivers signals to the main thread only, nothing to hold
+        return {}
+
+
+def _release_signals(previous: dict, arrived: list) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    for signum in arrived[:1]:  # the run's own handlers raise; deliver the first signal as it would have come
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, None)
+        elif handler != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)
 
 
 def is_disk_full(exc: BaseException) -> bool:

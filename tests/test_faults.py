@@ -1,7 +1,11 @@
 """Faults: a failed run leaves a row with its status; NaN loss -> diverged; out of memory -> oom with batch
-advice; SIGTERM / Ctrl-C -> interrupted; a run killed with SIGKILL resumes to the uninterrupted result."""
+advice; full disk -> disk_full; SIGTERM / Ctrl-C -> interrupted, but never a second row after the ok one; one
+live run per output folder; a run killed with SIGKILL in any epoch resumes to the uninterrupted result, past a
+damaged checkpoint too; a finished run is not trained, recorded or overwritten again."""
 import csv
+import errno
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -143,6 +147,96 @@ def test_failure_rows_describe_the_run_like_a_finished_row(tmp_path):
     finished = {k: "" if v is None else str(v) for k, v in run(config).items()}
     failed = {k: "" if v is None else str(v) for k, v in failure_row(config, status="failed", error="x").items()}
     assert {c: failed[c] for c in CONFIG_COLUMNS} == {c: finished[c] for c in CONFIG_COLUMNS}
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"),  # torch.save on a full disk
+    OSError(errno.ENOSPC, "No space left on device"),
+], ids=["torch", "oserror"])
+def test_full_disk_while_saving_a_checkpoint_is_said_in_the_users_words(error, tmp_path, capsys, monkeypatch):
+    def no_space(self, output_dir):
+        raise error
+
+    monkeypatch.setattr(transformers.Trainer, "_save_optimizer_and_scheduler", no_space)
+    status, stderr, rows = run_small(tmp_path, capsys, "--save_steps", "1")
+    assert status == 1
+    message = f"disk full while saving checkpoint-1 to {tmp_path / 'out'}: free space on that disk"
+    assert_failure_row(rows, "disk_full", message, "--resume")
+    assert last_line(stderr).startswith(f"error: {message}") and "Traceback" not in stderr
+
+
+def write_then_sigterm(real):
+    sent = []
+
+    def write(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if not sent:  # once: a failure row written after it must not kill the test session
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))  # arrives while the row is being recorded
+        return result
+
+    return write
+
+
+def merge_fails(*args, **kwargs):
+    raise ValueError("merge went wrong")
+
+
+@pytest.mark.parametrize("patched, replacement, exit_status, message", [
+    ("write_merged_model", send_sigterm, 143, "stopped by SIGTERM"),  # pre-empted during --merge
+    ("write_merged_model", merge_fails, 1, "ValueError: merge went wrong"),
+    ("append_result", "sigterm_while_writing", 143, "stopped by SIGTERM"),  # held back until the row is complete
+])
+def test_nothing_after_the_ok_row_adds_a_second_row(patched, replacement, exit_status, message, tmp_path, capsys,
+                                                    monkeypatch):
+    import common.faults
+    import common.run
+
+    module = common.faults if patched == "append_result" else common.run
+    if replacement == "sigterm_while_writing":
+        replacement = write_then_sigterm(common.faults.append_result)
+    monkeypatch.setattr(module, patched, replacement)
+    status, stderr, rows = run_small(tmp_path, capsys, "--merge")
+    assert status == exit_status
+    [row] = rows
+    assert row["status"] == "ok" and row["f1"] != ""
+    assert last_line(stderr).startswith(f"error: {message}") and "no other row is written" in last_line(stderr)
+    assert (tmp_path / "out" / "finished.json").is_file()
+    monkeypatch.undo()
+    # The same command with --resume: nothing is trained or recorded again; the merge that was cut short is done.
+    status, stderr, rows = run_small(tmp_path, capsys, "--merge", "--resume")
+    assert status == 0 and len(rows) == 1 and "this run finished already" in stderr
+    assert (tmp_path / "out" / "merged" / "run_config.json").is_file()
+
+
+def hold_output_dir(path, ready):
+    from common.output_dir import claimed_output_dir
+
+    with claimed_output_dir(path):
+        ready.set()
+        signal.pause()
+
+
+def test_an_output_dir_in_use_by_a_live_run_is_refused(tmp_path, capsys):
+    from common.output_dir import LOCK_FILE, claimed_output_dir
+
+    out, context = tmp_path / "out", multiprocessing.get_context("fork")
+    ready = context.Event()
+    other = context.Process(target=hold_output_dir, args=(out, ready))
+    other.start()
+    try:
+        assert ready.wait(60)
+        status, stderr, rows = run_small(tmp_path, capsys)
+        assert status == 2 and rows == []
+        assert last_line(stderr) == (
+            f"error: --output_dir {out} is in use by another run (process {other.pid}); two runs in one folder would "
+            "mix their models and checkpoints: wait for it to end, or pass another --output_dir")
+    finally:
+        os.kill(other.pid, signal.SIGKILL)  # the other run dies without cleaning up
+        other.join(60)
+    # The kernel dropped the dead run's lock; the lock file it left behind blocks nothing.
+    assert (out / LOCK_FILE).exists()
+    with claimed_output_dir(out):
+        assert (out / LOCK_FILE).read_text() == f"{os.getpid()}\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
