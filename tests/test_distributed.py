@@ -1,9 +1,13 @@
 """Data-parallel runs with the ecosystem's launcher: `torchrun` starts two CPU processes (gloo backend) and the
-Trainer makes the run data-parallel. One row, logged once, training like one process with the same batch.
+Trainer makes the run data-parallel. One row, logged once, training like one process with the same batch;
+a resumed two-process run ends where the uninterrupted one does.
 """
 import json
+import shutil
 import sys
 
+import pytest
+import torch
 from conftest import run_smoke_script
 
 from common.data import SMOKE_VALIDATION_FILE, load_squad_file
@@ -53,3 +57,31 @@ def test_two_processes_write_one_row_that_matches_one_process(trained_run, tmp_p
     scores, _ = score_predictions(predictions, examples)
     assert round(scores["f1"], 4) == float(row["f1"]) and round(scores["exact_match"], 4) == float(row["exact_match"])
 
+
+
+def test_two_process_run_resumes_exactly_in_epoch_2(tmp_path):
+    """torchrun, 2 processes x 8 windows: 48 windows make 3 steps per epoch; checkpoints at 2, 3, 4, 6, the last
+    two kept. Without checkpoint-6 and the finished mark, the run looks killed after checkpoint-4 (epoch 2, one
+    batch in); resumed, each process must get the batches it had left in epoch 2's order (accelerate's
+    set_epoch does not reach the sampler through a skipping, sharding loader: QATrainer tells it the epoch)."""
+    out = tmp_path / "ddp"
+    small = ["--max_train_samples", "48", "--max_eval_samples", "8", "--num_epochs", "2", "--batch_size", "8",
+             "--save_steps", "2", "--keep_checkpoints"]
+    [expected], _ = run_smoke_script("main_lora.py", out, *small, launcher=TORCHRUN)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    from safetensors.torch import load_file
+
+    expected_weights = load_file(out / "adapter_model.safetensors")
+    expected_predictions = (out / "predictions.json").read_text(encoding="utf-8")
+    shutil.rmtree(out / "checkpoint-6")
+    (out / "finished.json").unlink()
+
+    rows, _ = run_smoke_script("main_lora.py", out, *small, "--resume", launcher=TORCHRUN)
+    got = rows[-1]
+    assert (got["status"], got["world_size"], got["resumes"], got["resumed_from_step"]) == ("ok", "2", "1", "4")
+    for column in ("f1", "exact_match", "train_loss"):
+        assert float(got[column]) == pytest.approx(float(expected[column]), abs=1e-6), column
+    assert (out / "predictions.json").read_text(encoding="utf-8") == expected_predictions
+    weights = load_file(out / "adapter_model.safetensors")
+    for key in expected_weights:
+        torch.testing.assert_close(weights[key], expected_weights[key], rtol=0, atol=1e-6)
