@@ -99,7 +99,8 @@ def make_trainer_class():
             if column not in getattr(dataset, "column_names", ()):
                 return super()._get_train_sampler(train_dataset)
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            self.epoch_sampler = EpochSampler(dataset[column], seed=seed, group_by_length=grouped,
+            # [:] reads the column as one list (datasets 4 returns a lazy Column, slow to index one by one)
+            self.epoch_sampler = EpochSampler(dataset[column][:], seed=seed, group_by_length=grouped,
                                               batch_size=self.args.train_batch_size * self.args.gradient_accumulation_steps)
             return self.epoch_sampler
 

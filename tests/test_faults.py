@@ -351,6 +351,27 @@ def test_finished_run_is_neither_trained_again_nor_overwritten(killed_and_resume
     assert results.read_bytes() == before and sorted(p.name for p in out.iterdir()) == folder_before
 
 
+def test_run_stopped_in_its_final_evaluation_resumes_with_its_real_loss(tmp_path, capsys, monkeypatch):
+    """Stopped after its last checkpoint, the resumed run trains no step: its row must still carry the loss of
+    the steps it trained before, not the 0.0 of the steps after the resume."""
+    results = tmp_path / "runs.csv"
+
+    def run_into(folder, *extra):
+        return main(model_size="base", method="lora", argv=[*SMALL, "--results_file", str(results), "--output_dir",
+                                                            str(tmp_path / folder), "--save_steps", "1", *extra])
+
+    assert run_into("uninterrupted") == 0
+    monkeypatch.setattr(transformers.Trainer, "prediction_step", press_ctrl_c)
+    assert run_into("stopped") == 128 + signal.SIGINT
+    monkeypatch.undo()
+    assert run_into("stopped", "--resume") == 0
+    expected, stopped, resumed = read_rows(results)
+    assert stopped["status"] == "interrupted" and resumed["status"] == "ok"
+    assert (resumed["resumes"], resumed["resumed_from_step"]) == ("1", "2")  # the last step: nothing left to train
+    assert float(resumed["train_loss"]) == pytest.approx(float(expected["train_loss"]), abs=1e-6)
+    assert float(expected["train_loss"]) > 1
+
+
 # 48 windows, 2 epochs of 3 steps; checkpoints 2, 3, 4, 6, of which --keep_checkpoints leaves the last two.
 # Each method's last checkpoint is then damaged in its own way, as a node that died before its files reached
 # the disk leaves them; --resume must skip it, naming the file, and continue from checkpoint-4 (epoch 2, one
