@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -39,7 +38,7 @@ _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # Settings that do not change what is trained, so a resumed run may change them.
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "results_file", "resume", "debug", "logging_steps", "dataloader_num_workers", "save_steps",
-     "eval_batch_size", "feature_cache", "num_threads", "keep_checkpoints"}
+     "eval_batch_size", "feature_cache", "num_threads", "keep_checkpoints", "merge"}
 )
 
 

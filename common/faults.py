@@ -115,7 +115,9 @@ def _release_signals(previous: dict, arrived: list) -> None:
 
 def is_disk_full(exc: BaseException) -> bool:
     """No space left (or over quota); torch's zip writer reports it as a RuntimeError about file positions."""
-    while exc is not None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         message = str(exc)

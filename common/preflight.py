@@ -168,4 +168,4 @@ def check_results_file(path: Path) -> None:
         what = exc.strerror or type(exc).__name__
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(target) else ""
         raise ConfigError(f"{flag}: cannot be written{where}: {what}; the run's row could not be saved at its end: "
-                          "fix the permissions or pass another --results_file") from exc
+                          "make it writable or pass another --results_file") from exc
