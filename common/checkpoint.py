@@ -218,10 +218,21 @@ def logged_loss_sum(log_history: list[dict], *, up_to_step: int) -> float:
 
 
 def checkpoint_callbacks(config: RunConfig, *, resume: ResumePoint = ResumePoint()) -> list:
-    """Trainer callbacks: save at each epoch end too, and end each checkpoint with its commit record."""
-    if not config.save_steps:
-        return []
+    """Trainer callbacks: the loss logged at the last step; with --save_steps, a checkpoint at each epoch end too,
+    each ending with its commit record."""
     from transformers import TrainerCallback
+
+    class LogTheLastStep(TrainerCallback):
+        # The Trainer averages the loss over all processes only when it logs; what is left after the last log
+        # it adds from the main process alone, so under torchrun `train_loss` would be mostly the main process's
+        # windows (the longer half of each step's, in length-grouped batches). A log at the last step leaves
+        # nothing over: the run's loss covers every process's windows.
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
+    if not config.save_steps:
+        return [LogTheLastStep()]
 
     class EpochCheckpointsWithRecord(TrainerCallback):
         def __init__(self):
@@ -264,7 +275,7 @@ def checkpoint_callbacks(config: RunConfig, *, resume: ResumePoint = ResumePoint
             write_atomically(folder / CHECKPOINT_CONFIG,
                              json.dumps(record, indent=1, default=str).encode("utf-8"))
 
-    return [EpochCheckpointsWithRecord()]
+    return [LogTheLastStep(), EpochCheckpointsWithRecord()]
 
 
 def _sync_files(folder: Path) -> dict[str, int]:

@@ -486,14 +486,16 @@ def test_checkpoints_at_epoch_ends_besides_every_n_steps(tmp_path):
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     config = parse_config("base", "lora", ["--smoke", "--save_steps", "4"])
-    [callback] = checkpoint_callbacks(config)
-    assert checkpoint_callbacks(parse_config("base", "lora", ["--smoke"])) == []  # default: no checkpoints
+    last_step_logged, callback = checkpoint_callbacks(config)
+    assert len(checkpoint_callbacks(parse_config("base", "lora", ["--smoke"]))) == 1  # default: no checkpoints
     args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=4, report_to="none")
     for step, saves in [(3, True), (4, False), (10, False)]:  # 4: saved as a step; 10: saved as the last step
         state, control = TrainerState(global_step=step, max_steps=10, save_steps=4), TrainerControl()
         callback.on_epoch_end(args, state, control)
         assert control.should_save == saves, step
         assert control.should_log == saves  # logged with each save: the loss of every step reaches the record
+        last_step_logged.on_step_end(args, state, control)
+        assert control.should_log == (saves or step == 10)  # and at the last step
 
 
 def test_loss_sum_from_the_log():
