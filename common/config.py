@@ -186,6 +186,9 @@ class RunConfig:
     )
     resume: bool = _help("Continue from the last complete checkpoint in --output_dir (a fresh run if there is none).",
                          default=False)
+    keep_checkpoints: bool = _help(
+        "Keep the checkpoints in --output_dir after the run finished (default: deleted once its row is written).",
+        default=False)
     debug: bool = _help(
         "Show the full traceback of errors (bad input included), the whole resolved config at start, and the "
         "known-harmless library warnings that are filtered by default.", default=False)

@@ -27,6 +27,13 @@ def artifact_size_mb(model_dir: Path) -> float:
     return sum(p.stat().st_size for p in files) / 2**20
 
 
+def merged_model_complete(model_dir: Path) -> bool:
+    """`write_merged_model` copies the run config last: with it, merged/ is whole."""
+    from .saved_run import RUN_CONFIG
+
+    return (model_dir / MERGED_SUBDIR / RUN_CONFIG).is_file()
+
+
 def write_merged_model(model_dir: Path) -> Path:
     """Merge the adapter saved in `model_dir` into its base and save the result to `model_dir/merged`.
 

@@ -3,21 +3,30 @@
 - Bad input (ConfigError, DataError): one line `error: ...`, exit status 2, no results row: nothing ran.
 - A run that fails after it started appends a row with its `status` and `error`, then exits non-zero:
   `diverged` (NaN or infinite training loss, exit 1), `oom` (out of memory, exit 1, with batch-size
-  advice), `interrupted` (Ctrl-C: exit 130; SIGTERM, as schedulers send before pre-emption: exit 143),
-  `failed` (anything else, exit 1, with its traceback: it is a bug or a broken environment).
+  advice), `disk_full` (no space left while writing a checkpoint or an output, exit 1), `interrupted`
+  (Ctrl-C: exit 130; SIGTERM, as schedulers send before pre-emption: exit 143), `failed` (anything else,
+  exit 1, with its traceback: it is a bug or a broken environment).
+- One run, one row: the finished row and the folder's `finished.json` are written with SIGTERM and Ctrl-C held
+  back, and whatever stops the run after that (a signal or an error during `--merge`) is reported with its exit
+  status but adds no second row.
 `--debug` adds the traceback to every error.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
 import sys
 import traceback
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 from .config import ConfigError, RunConfig
 from .data import DataError
 from .distributed import is_main_process, world_size
+from .output_dir import write_finished
 from .results import append_result, describe_run
 
 logger = logging.getLogger("bertimbau_qa")
@@ -79,6 +88,83 @@ class LossWatch:
             )
 
 
+class RowAlreadyWritten(Exception):
+    """Something stopped the run after its finished row was written (its cause is the exception)."""
+
+    def __init__(self, results_file: Path):
+        super().__init__(f"the run's row is already in {results_file}")
+        self.results_file = results_file
+
+
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def recorded_row(config: RunConfig, *, output_dir: Path, row: dict) -> Iterator[Path]:
+    """Append the finished row and mark the folder finished, with SIGTERM and Ctrl-C held back until both are
+    written; an error or signal in the `with` block after that raises RowAlreadyWritten, never a second row.
+
+    Held by Python handlers that only note the signal, not by blocking it (pthread_sigmask): a blocked signal
+    goes to another thread of the process (torch has several), and Python still runs its handler at once.
+    """
+    arrived = []
+    previous = _hold_signals(arrived)
+    try:
+        results_file = append_result(config.resolved_results_file(), row)
+        write_finished(output_dir, config=config, row=row, results_file=results_file)
+    except BaseException:
+        _release_signals(previous, arrived)
+        raise
+    try:
+        _release_signals(previous, arrived)  # a signal that came meanwhile is raised here
+        yield results_file
+    except (Exception, KeyboardInterrupt) as exc:
+        raise RowAlreadyWritten(results_file) from exc
+
+
+def _hold_signals(arrived: list) -> dict:
+    try:
+        return {signum: signal.signal(signum, lambda signum, frame: arrived.append(signum)) for signum in HELD_SIGNALS}
+    except ValueError:  # not the main thread: Python delivers signals to the main thread only, nothing to hold
+        return {}
+
+
+def _release_signals(previous: dict, arrived: list) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    for signum in arrived[:1]:  # the run's own handlers raise; deliver the first signal as it would have come
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, None)
+        elif handler != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left (or over quota); torch's zip writer reports it as a RuntimeError about file positions."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        message = str(exc)
+        if isinstance(exc, RuntimeError) and any(text in message for text in (
+                "unexpected pos", "file write failed", "No space left on device")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _being_written(exc: BaseException, config: RunConfig) -> str:
+    """What the run was writing when `exc` came: `checkpoint-N to <dir>`, a file, or its output folder."""
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_name == "_save_checkpoint" and "output_dir" in frame.f_locals:
+            checkpoint = Path(frame.f_locals["output_dir"])  # the Trainer's `<output_dir>/checkpoint-<step>`
+            return f"{checkpoint.name} to {checkpoint.parent}"
+    filename = getattr(exc, "filename", None)
+    return str(filename) if filename else f"the run's files to {config.resolved_output_dir()}"
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -128,6 +214,11 @@ def classify_failure(exc: BaseException, config: RunConfig) -> tuple[str, str, i
         settings = f"--eval_batch_size {config.eval_batch_size}" if phase == "evaluation" else (
             f"--batch_size {config.batch_size} --gradient_accumulation_steps {config.gradient_accumulation_steps}")
         return "oom", f"out of memory during {phase} ({settings}): {oom_advice(config, phase=phase)}", EXIT_FAILED
+    if is_disk_full(exc):
+        again = ("run the same command with --resume to continue from the last complete checkpoint"
+                 if config.save_steps else "run it again")
+        return "disk_full", (f"disk full while saving {_being_written(exc, config)}: free space on that disk (or "
+                             f"pass an --output_dir on one with room), then {again}"), EXIT_FAILED
     first_line = (str(exc).strip().splitlines() or [""])[0]
     return "failed", f"{type(exc).__name__}: {first_line}", EXIT_FAILED
 
@@ -168,6 +259,15 @@ def run_recording_failures(run: Callable[[RunConfig], dict], config: RunConfig) 
         return 0
     except (ConfigError, DataError) as exc:
         return report_bad_input(exc, debug=config.debug)
+    except RowAlreadyWritten as exc:  # the run is recorded as finished: report, but write no second row
+        status, message, exit_status = classify_failure(exc.__cause__, config)
+        signal.signal(signal.SIGTERM, previous)
+        _close_progress_bars()
+        if status == "failed" or config.debug:
+            logger.error("After the run's row was written", exc_info=exc.__cause__)
+        print(f"error: {message} (after the run finished: {exc} with status ok, and no other row is written; "
+              "the same command with --resume completes what was left, such as --merge)", file=sys.stderr)
+        return exit_status
     except (Exception, KeyboardInterrupt) as exc:
         status, message, exit_status = classify_failure(exc, config)
         signal.signal(signal.SIGTERM, previous)  # a second SIGTERM must not cut the row in half

@@ -5,10 +5,11 @@ Each raises ConfigError with a one-line message naming the flag, what is wrong a
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .results import RESULT_COLUMNS
+from .results import ResultsFileError, check_header, read_results
 
 EXAMPLE_MODEL = "neuralmind/bert-base-portuguese-cased"
 SAVED_MODEL = (f"pass the folder of a saved model (save_pretrained: config.json, weights, tokenizer) or a Hub id "
@@ -143,16 +144,28 @@ def check_tokenizer(tokenizer, *, model_name: str, vocab_size: int | None = None
 
 
 def check_results_file(path: Path) -> None:
-    """A results file of another version would only be refused when the run ends, after hours of training."""
-    if not path.exists():
-        return
+    """Everything the final append needs, tried now rather than after hours of training: the file parses and has
+    this version's header (or an earlier version's, which the append migrates), and it can be written: opened
+    for appending, and a file created beside it (the append writes a copy there and renames it into place)."""
+    flag = f"--results_file {path}"
+    target = path.resolve()
+    if target.is_dir():
+        raise ConfigError(f"{flag}: is a directory; pass a CSV file name")
     try:
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--results_file {path}: cannot be read ({exc}); pass another --results_file") from exc
-    if header and header != ",".join(RESULT_COLUMNS):
-        raise ConfigError(
-            f"--results_file {path}: its header differs from this version's columns (written by another version?); "
-            "move it aside or pass another --results_file"
-        )
+        if target.exists():
+            header, _ = read_results(target)
+            check_header(target, header)
+            with open(target, "a", encoding="utf-8"):
+                pass
+        folder = next(p for p in [target.parent, *target.parent.parents] if p.exists())  # append creates the rest
+        if not folder.is_dir():
+            raise ConfigError(f"{flag}: {folder} is not a directory")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except ResultsFileError as exc:
+        raise ConfigError(f"--results_file: {exc}") from exc
+    except OSError as exc:
+        what = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(target) else ""
+        raise ConfigError(f"{flag}: cannot be written{where}: {what}; the run's row could not be saved at its end: "
+                          "make it writable or pass another --results_file") from exc

@@ -11,9 +11,10 @@ import resource
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Optional
 
-from .checkpoint import checkpoint_callbacks, resume_point
+from .checkpoint import checkpoint_callbacks, remove_checkpoints, resume_point
 from .config import ConfigError, RunConfig, parse_config
 from .feature_cache import build_features
 from .data import (
@@ -23,13 +24,14 @@ from .attention import use_cudnn_attention
 from .batches import PackedWindows, batch_collator, pad_multiple
 from .compile import compile_seconds, compile_training_step
 from .distributed import bind_local_device, world_size
-from .export import artifact_size_mb, write_merged_model
-from .faults import report_bad_input, run_recording_failures
+from .export import artifact_size_mb, merged_model_complete, write_merged_model
+from .faults import recorded_row, report_bad_input, run_recording_failures
 from .inference import build_eval_features, predict_answers, score_predictions
 from .model_card import write_model_card
+from .output_dir import check_not_finished, claimed_output_dir
 from .preflight import check_results_file, load_checked_model
 from .preprocess import prepare_train_features
-from .results import append_result, data_source_label, describe_run, device_name
+from .results import data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 from .trainer import collate_without_length, forward_and_loss, make_trainer_class, setup_logging, training_arguments
 
@@ -75,8 +77,16 @@ def run(config: RunConfig) -> Optional[dict]:
     """Train and evaluate one configuration; append its row to the results file and return the row.
 
     Under `torchrun` / `accelerate launch` every process runs this (the Trainer makes it data-parallel); only
-    the main process writes files and the row, and the others return None.
+    the main process writes files and the row, and the others return None. None too for `--resume` of a run
+    that finished already.
     """
+    # One live run per output folder, for the whole run; a folder made for nothing is removed again.
+    with claimed_output_dir(config.resolved_output_dir()) as output_dir:
+        return train_and_evaluate(config, output_dir=output_dir)
+
+
+def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]:
+    """The run itself, top to bottom, in an output folder it holds."""
     import torch
     from transformers import set_seed
 
@@ -90,12 +100,18 @@ def run(config: RunConfig) -> Optional[dict]:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
-    output_dir = config.resolved_output_dir()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    finished = check_not_finished(config, output_dir)  # a finished run is never trained or recorded twice
+    if finished is not None:
+        logger.info("%s: this run finished already (its row is in %s); nothing to train or record", output_dir,
+                    finished["results_file"])
+        if config.merge and not merged_model_complete(output_dir):  # the merge was stopped after the row
+            write_merged_model(output_dir)
+        return None
     model_name = config.model_name or str(ensure_smoke_model())
-    # Bad flags fail here, in seconds, before data is tokenized or weights are loaded.
+    # Bad flags fail here, in seconds, before data is tokenized or weights are loaded; so does a results file
+    # that could not take the row at the end.
     check_results_file(config.resolved_results_file())
-    resume_from, prior_train_time = resume_point(config, output_dir)
+    resume = resume_point(config, output_dir)
     _, tokenizer = load_checked_model(config, model_name=model_name)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 for any fp32 matmul left outside autocast
@@ -149,16 +165,17 @@ def run(config: RunConfig) -> Optional[dict]:
                 compiled=compiled, on_gpu=torch.cuda.is_available())),
             eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
-            callbacks=checkpoint_callbacks(config, prior_train_time=prior_train_time),
+            callbacks=checkpoint_callbacks(config, resume=resume),
             forward_loss=forward_loss,
             cudagraphs=cudagraphs,
         )
     started, compiling_before = time.perf_counter(), compile_seconds()
-    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    # Compiling is reported apart from training; a resumed run adds the training time its checkpoint recorded, so
-    # time and tokens/s cover all the training.
+    train_output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
+    # Compiling is reported apart from training. A resumed run adds the training time and loss its checkpoint
+    # recorded: time, tokens/s and loss cover all the training, not only the steps after the resume.
     compile_time = compile_seconds() - compiling_before
-    train_time = time.perf_counter() - started - compile_time + prior_train_time
+    train_time = time.perf_counter() - started - compile_time + resume.train_time_s
+    train_loss = resume.whole_run_loss(session_loss=train_output.training_loss, global_step=trainer.state.global_step)
 
     # --- evaluate ---
     use_cudnn_attention(False)  # evaluation runs eagerly
@@ -198,23 +215,27 @@ def run(config: RunConfig) -> Optional[dict]:
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "trainable_params": trainable,
         "total_params": total,
-        "train_loss": round(float(train_output.training_loss), 6),
+        "train_loss": None if train_loss is None else round(float(train_loss), 6),
         "artifact_size_mb": round(artifact_size_mb(output_dir), 3),
         "status": "ok",
         "error": None,
+        "resumes": resume.resumes,
+        "resumed_from_step": resume.step if resume.checkpoint else None,
     }
     write_model_card(output_dir, config=config, row=row)  # replaces peft's empty template
-    results_file = append_result(config.resolved_results_file(), row)
-    logger.info(
-        "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
-        "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
-        "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
-        config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
-        scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
-        eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
-    )
-    if config.merge:  # after the row: a failed merge must not lose the run's results
-        write_merged_model(output_dir)
+    with recorded_row(config, output_dir=output_dir, row=row) as results_file:  # nothing after it adds a row
+        if not config.keep_checkpoints:
+            remove_checkpoints(output_dir)  # the run is recorded: nothing will resume from them
+        logger.info(
+            "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
+            "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
+            "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
+            config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
+            scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
+            eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
+        )
+        if config.merge:
+            write_merged_model(output_dir)
     return row
 
 

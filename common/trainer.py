@@ -138,6 +138,8 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
+    from .sampler import EpochSampler
+
     class QATrainer(Trainer):
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation
 
@@ -214,14 +216,29 @@ def make_trainer_class():
             return 6 * inputs["input_ids"].numel() * self._flop_parameters
 
         def _get_train_sampler(self, train_dataset=None):
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "lengths"):
+            # Each epoch's order a pure function of (seed, epoch) instead of the global random state, so that
+            # --resume continues the same order in any epoch (common/sampler.py); same grouping as transformers.
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            grouped = self.args.train_sampling_strategy == "group_by_length"
+            column = self.args.length_column_name
+            if hasattr(dataset, "lengths"):  # packed windows (common/batches.py) know their lengths
+                lengths = dataset.lengths.tolist()
+            elif column in getattr(dataset, "column_names", ()):
+                # [:] reads the column as one list (datasets 4 returns a lazy Column, slow to index one by one)
+                lengths = dataset[column][:]
+            else:
                 return super()._get_train_sampler(train_dataset)
-            # The packed windows know their lengths: the Trainer would otherwise measure every window.
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=dataset.lengths.tolist())
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            self.epoch_sampler = EpochSampler(lengths, seed=seed, group_by_length=grouped,
+                                              batch_size=self.args.train_batch_size * self.args.gradient_accumulation_steps)
+            return self.epoch_sampler
+
+        def _run_epoch(self, *args, epoch, **kwargs):
+            # The Trainer's set_epoch does not reach the sampler under torchrun when a resumed epoch skips its
+            # first batches (accelerate's SkipBatchSampler over BatchSamplerShard); tell it the epoch here.
+            if getattr(self, "epoch_sampler", None) is not None:
+                self.epoch_sampler.set_epoch(epoch)
+            return super()._run_epoch(*args, epoch=epoch, **kwargs)
 
         def _get_eval_sampler(self, eval_dataset):
             # transformers 5 applies `train_sampling_strategy="group_by_length"` to evaluation as well, which

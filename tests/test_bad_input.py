@@ -1,5 +1,7 @@
 """Bad input: every case gives one line `error: ...` naming the file or flag, exit status 2, no traceback,
-and leaves the results file as it was; randomly corrupted SQuAD files only ever raise DataError."""
+and leaves the results file as it was and no output folder behind; randomly corrupted SQuAD files only ever
+raise DataError."""
+import builtins
 import copy
 import json
 import os
@@ -9,13 +11,15 @@ import sys
 import tempfile
 
 import pytest
+import transformers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO_ROOT
 
 from common.data import SMOKE_VALIDATION_FILE, DataError, load_squad_file
-from common.results import append_result
+from common.preflight import check_results_file
+from common.results import RESULT_COLUMNS, append_result
 from common.run import main
 
 CONTEXT = "Lisboa é a capital de Portugal desde 1255."
@@ -96,6 +100,8 @@ def results_file(tmp_path):
 def run_main(argv, results_file, tmp_path, capsys, *, method="lora"):
     status = main(model_size="base", method=method,
                   argv=["--smoke", "--results_file", str(results_file), "--output_dir", str(tmp_path / "out"), *argv])
+    if status == 2:  # refused: the output folder the run would have made is not left behind, empty
+        assert not (tmp_path / "out").exists()
     return status, capsys.readouterr().err
 
 
@@ -256,6 +262,54 @@ def test_results_file_of_another_version_is_refused_before_training(tmp_path, ca
     status, stderr = run_main([], foreign, tmp_path, capsys)
     assert_one_line_error(status, stderr, str(foreign), "header differs", "--results_file")
     assert foreign.read_text(encoding="utf-8") == "timestamp,method,f1\n2024-01-01,lora,80\n"
+
+
+@pytest.mark.parametrize("content, line, problem", [
+    ('2024-01-02,"unterminated\n', 3, "does not parse as CSV"),
+    ("2024-01-02,lora,80,extra\n", 3, "4 fields where the header has 3"),
+])
+def test_results_file_that_does_not_parse_is_refused_before_training(content, line, problem, tmp_path, capsys,
+                                                                      monkeypatch):
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(RESULT_COLUMNS[:3]) + "\n2024-01-01,base,x\n" + content, encoding="utf-8")
+    before = path.read_bytes()
+    monkeypatch.setattr(transformers.Trainer, "train", train_must_not_start)
+    status, stderr = run_main([], path, tmp_path, capsys)
+    assert_one_line_error(status, stderr, f"--results_file: {path}: line {line}: {problem}")
+    assert path.read_bytes() == before
+
+
+def train_must_not_start(*args, **kwargs):
+    raise AssertionError("training started although the run's row could not be written at its end")
+
+
+def test_unwritable_results_destination_is_refused_before_training(tmp_path, results_file, capsys, monkeypatch):
+    # Permission bits do not stop root (CI containers): opening the file for appending is made to fail instead.
+    real_open = open
+
+    def read_only(file, mode="r", *args, **kwargs):
+        if str(file) == str(results_file) and mode != "r":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    monkeypatch.setattr(transformers.Trainer, "train", train_must_not_start)
+    before = results_file.read_bytes()
+    status, stderr = run_main([], results_file, tmp_path, capsys)
+    assert_one_line_error(status, stderr, f"--results_file {results_file}: cannot be written: Permission denied")
+    assert results_file.read_bytes() == before
+    monkeypatch.undo()
+    # A destination that cannot be created, whoever runs: its folder is a file.
+    (tmp_path / "file").write_text("")
+    status, stderr = run_main([], tmp_path / "file" / "runs.csv", tmp_path, capsys)
+    assert_one_line_error(status, stderr, f"--results_file {tmp_path / 'file' / 'runs.csv'}: {tmp_path / 'file'} is "
+                                          "not a directory")
+
+
+def test_earlier_versions_results_file_passes_the_start_up_check(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(c for c in RESULT_COLUMNS if c not in ("resumes", "resumed_from_step")) + "\n")
+    check_results_file(path)  # the append will migrate it; refusing it would only make the user do that by hand
 
 
 def test_script_exit_status_and_debug_traceback(tmp_path):

@@ -13,9 +13,9 @@ LAYERS = {
     "bench": 4, "bench_gpu": 4,  # benchmarks of the run, so above it
     "run": 3, "predict": 3,
     "trainer": 2, "inference": 2, "model": 2, "saved_run": 2, "export": 2, "checkpoint": 2, "faults": 2,
-    "preflight": 2, "tracking": 2, "model_card": 2, "results": 2, "compile": 2, "patches": 2,
+    "preflight": 2, "tracking": 2, "model_card": 2, "results": 2, "compile": 2, "patches": 2, "output_dir": 2,
     "config": 1, "data": 1, "preprocess": 1, "postprocess": 1, "squad_metric": 1, "feature_cache": 1,
-    "distributed": 1, "cpu_dropout": 1, "attention": 1, "batches": 1, "quiet": 1,
+    "distributed": 1, "cpu_dropout": 1, "attention": 1, "batches": 1, "quiet": 1, "sampler": 1, "durable": 1,
 }
 
 

@@ -1,12 +1,15 @@
-"""The results file: fixed columns, one intact row per append, concurrent appends never interleave."""
+"""The results file: fixed columns, one intact row per append, concurrent appends never interleave; appends keep
+the file's permissions and symlink, sync, clean up after a crashed writer, refuse a file that does not parse and
+migrate an earlier version's header."""
 import csv
 import multiprocessing
 import os
 import signal
+import stat
 
 import pytest
 
-from common.results import RESULT_COLUMNS, append_result
+from common.results import RESULT_COLUMNS, ResultsFileError, append_result
 
 
 def read_rows(path):
@@ -69,3 +72,91 @@ def test_a_crash_mid_write_leaves_earlier_rows_intact(tmp_path):
     assert path.read_bytes() == before
     append_result(path, {"method": "qlora"})  # the dead process's lock went with it
     assert [r["method"] for r in read_rows(path)] == ["lora", "qlora"]
+
+
+def test_a_crashed_writers_temporary_copy_is_removed_by_the_next_one(tmp_path, caplog):
+    path = tmp_path / "runs.csv"
+    append_result(path, {"method": "lora"})
+    child = multiprocessing.get_context("fork").Process(target=_append_and_die_before_the_rename, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    [left] = list(tmp_path.glob(".runs.csv.*.tmp"))  # the killed writer's copy
+    with caplog.at_level("WARNING", logger="bertimbau_qa"):
+        append_result(path, {"method": "qlora"})
+    assert not left.exists() and f"Removed {left}" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.csv", "runs.csv.lock"]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o664])
+def test_append_keeps_the_files_permissions(tmp_path, mode):
+    path = tmp_path / "runs.csv"
+    append_result(path, {"method": "lora"})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # a new file: a new file's mode, not mkstemp's 0600
+    path.chmod(mode)
+    append_result(path, {"method": "qlora"})
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_append_through_a_symlink_writes_to_its_target(tmp_path):
+    target = tmp_path / "shared" / "runs.csv"
+    target.parent.mkdir()
+    append_result(target, {"method": "lora"})
+    link = tmp_path / "runs.csv"
+    link.symlink_to(target)
+    append_result(link, {"method": "qlora"})
+    assert link.is_symlink() and link.resolve() == target
+    assert [r["method"] for r in read_rows(target)] == ["lora", "qlora"]
+    assert (target.parent / "runs.csv.lock").exists() and not (tmp_path / "runs.csv.lock").exists()  # one lock
+
+
+def test_append_syncs_the_file_and_its_folder(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "runs.csv"
+    append_result(path, {"method": "lora"})
+    [copy, folder] = synced
+    assert copy.startswith(str(tmp_path / ".runs.csv.")) and folder == str(tmp_path)  # synced before and after the rename
+
+
+@pytest.mark.parametrize("tail, line, problem", [
+    ('2024-01-02,"unterminated\n', 3, "does not parse as CSV"),  # a row appended after it would vanish into it
+    ("2024-01-02,qlora,extra\n", 3, "3 fields where the header has 2"),
+])
+def test_a_file_that_does_not_parse_is_refused_naming_the_line(tmp_path, tail, line, problem):
+    path = tmp_path / "runs.csv"
+    path.write_text("timestamp,method\n2024-01-01,lora\n" + tail, encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(ResultsFileError, match=f"{path}: line {line}: {problem}"):
+        append_result(path, {"method": "dora"})
+    assert path.read_bytes() == before
+
+
+def test_an_earlier_versions_header_is_migrated_keeping_its_rows(tmp_path, caplog):
+    earlier = [c for c in RESULT_COLUMNS if c not in ("resumes", "resumed_from_step", "f1_pt", "exact_match_pt")]
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=earlier, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({"method": "lora", "f1": "78.01", "status": "ok", "error": "a, b\nc"})
+    path.chmod(0o640)
+    with caplog.at_level("WARNING", logger="bertimbau_qa"):
+        append_result(path, {"method": "qlora", "f1_pt": 80.5, "resumes": 1, "resumed_from_step": 500})
+    assert "header of an earlier version" in caplog.text
+    old, new = read_rows(path)  # read_rows checks the header is this version's
+    assert (old["method"], old["f1"], old["error"], old["f1_pt"], old["resumes"]) == ("lora", "78.01", "a, b\nc", "", "")
+    assert (new["method"], new["f1_pt"], new["resumes"], new["resumed_from_step"]) == ("qlora", "80.5", "1", "500")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    # Columns out of this version's order, or without the columns every version had, are another file.
+    for header in ("method,timestamp,f1,exact_match,status,error", "timestamp,method,f1"):
+        path.write_text(header + "\n", encoding="utf-8")
+        with pytest.raises(ResultsFileError, match="header differs"):
+            append_result(path, {"method": "lora"})
