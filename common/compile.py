@@ -18,7 +18,7 @@ Evaluation always runs eagerly (QATrainer.predict): its batches have other shape
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
@@ -52,15 +52,16 @@ def _mark_encoder_inputs(_module, args, kwargs):
 
 
 def compile_training_step(model, *, scope: str = "model", backend: str = "inductor",
-                          mode: Optional[str] = "auto") -> tuple[Callable, bool]:
+                          cuda_graphs: bool = True) -> tuple[Callable, bool]:
     """Compile what a training step runs; (the step's forward-and-loss function, whether CUDA graphs are used).
 
-    `mode="auto"` is "reduce-overhead" (CUDA graphs) on a CUDA GPU and the default mode elsewhere. Other backends
-    than inductor (e.g. "aot_eager") are for tests: they trace and partition the same graphs without generating
-    kernels.
+    CUDA graphs (`mode="reduce-overhead"`) only with inductor on a CUDA GPU and when the caller allows them: with
+    gradient accumulation the first micro-batch's gradients live in the graphs' memory while the next micro-batch
+    replays over it, so `common/run.py` turns them off then (inductor's fused kernels stay). Other backends than
+    inductor (e.g. "aot_eager") are for tests: they trace and partition the same graphs without generating kernels.
     """
-    if mode == "auto":  # the model may still be on the CPU here: the Trainer moves it when it is built
-        mode = "reduce-overhead" if torch.cuda.is_available() and backend == "inductor" else None
+    # The model may still be on the CPU here: the Trainer moves it when it is built.
+    mode = "reduce-overhead" if cuda_graphs and torch.cuda.is_available() and backend == "inductor" else None
     apply_compile_patches()
     prepare_4bit_layers_for_compile(model)
     options = {"backend": backend, "mode": mode, "dynamic": None}

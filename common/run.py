@@ -150,8 +150,9 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
                 100 * trainable / total)
 
     # --- train ---
-    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope) if compiled
-                                else (forward_and_loss, False))
+    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope,
+                                                      cuda_graphs=config.gradient_accumulation_steps == 1)
+                                if compiled else (forward_and_loss, False))
     logger.info("Training step: %s (%s)", f"compiled ({config.compile_scope}{', CUDA graphs' if cudagraphs else ''})"
                 if compiled else "eager", compile_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)

@@ -158,7 +158,9 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs:  # not used by training; kept for the Trainer's API
                 outputs = model(**{key: inputs[key] for key in MODEL_INPUTS})
-                return forward_and_loss(model, inputs), outputs
+                loss = qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
+                               attention_mask=inputs["attention_mask"], **{key: inputs[key] for key in LABELS})
+                return loss, outputs
             if self.cudagraphs:
                 import torch
 

@@ -209,7 +209,7 @@ def test_compilations_do_not_grow_with_the_number_of_shapes(scope, compilations,
     _, model = smoke_model("lora", "--fast_cpu_dropout", "false")
     torch._dynamo.reset()
     counter = CompileCounterWithBackend("aot_eager")
-    step, _ = compile_training_step(model.train(), scope=scope, backend=counter, mode=None)
+    step, _ = compile_training_step(model.train(), scope=scope, backend=counter)
     for batch in batches:
         step(model, batch).backward()
     assert counter.frame_count == compilations
@@ -238,7 +238,7 @@ def test_compiled_step_equals_eager_with_dropout_off(method, scope, backend, win
     batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
     eager_loss, eager_grads = loss_and_grads(model, batch)
     torch._dynamo.reset()
-    step, cudagraphs = compile_training_step(model, scope=scope, backend=backend, mode=None)
+    step, cudagraphs = compile_training_step(model, scope=scope, backend=backend)
     assert not cudagraphs
     compiled_loss, compiled_grads = loss_and_grads(model, batch, step)
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
