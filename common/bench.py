@@ -150,7 +150,7 @@ def run_baseline(*, config, examples, model_dir: Path, output_dir: Path) -> dict
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     windowing = dict(tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
-                     pad_to_max_length=True)
+                     max_query_length=config.max_query_length, pad_to_max_length=True)
     train, _ = build_features(examples, prepare_train_features, **windowing, description="Baseline train windows")
     evaluation, _ = build_features(examples, prepare_validation_features, **windowing, description="Baseline eval windows")
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, attn_implementation="eager")

@@ -4,7 +4,8 @@
 - A run that fails after it started appends a row with its `status` and `error`, then exits non-zero:
   `diverged` (NaN or infinite training loss, exit 1), `oom` (out of memory, exit 1, with batch-size
   advice), `interrupted` (Ctrl-C: exit 130; SIGTERM, as schedulers send before pre-emption: exit 143),
-  `failed` (anything else, exit 1, with its traceback: it is a bug or a broken environment).
+  `failed` (anything else, a library panic included, exit 1, with its traceback: it is a bug or a broken
+  environment).
 `--debug` adds the traceback to every error.
 """
 from __future__ import annotations
@@ -50,6 +51,12 @@ def check_finite_loss(loss, *, step: int, learning_rate: float) -> None:
             f"training loss is {float(loss)} at optimizer step {step}: the run diverged; lower --learning_rate "
             f"(this run: {learning_rate:g}) or keep gradient clipping on (--max_grad_norm 1.0)"
         )
+
+
+def is_library_panic(exc: BaseException) -> bool:
+    """A Rust library (tokenizers, safetensors) panicked: pyo3 raises PanicException, which derives from
+    BaseException so that `except Exception` cannot swallow it; for a run it is a failure like any other."""
+    return type(exc).__name__ == "PanicException"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -141,7 +148,9 @@ def run_recording_failures(run: Callable[[RunConfig], dict], config: RunConfig) 
         return 0
     except (ConfigError, DataError) as exc:
         return report_bad_input(exc, debug=config.debug)
-    except (Exception, KeyboardInterrupt) as exc:
+    except BaseException as exc:
+        if not (isinstance(exc, (Exception, KeyboardInterrupt)) or is_library_panic(exc)):
+            raise  # SystemExit, GeneratorExit: not failures of the run
         status, message, exit_status = classify_failure(exc, config)
         signal.signal(signal.SIGTERM, previous)  # a second SIGTERM must not cut the row in half
         _close_progress_bars()

@@ -14,14 +14,14 @@ from .preprocess import MODEL_INPUTS, prepare_validation_features
 
 
 def build_eval_features(examples: list[dict], *, tokenizer, max_seq_length: int, doc_stride: int,
-                        pad_to_max_length: bool = False, use_cache: bool = True,
+                        max_query_length: int = 64, pad_to_max_length: bool = False, use_cache: bool = True,
                         description: str = "Tokenizing evaluation set"):
     """Evaluation windows of `examples` (a `datasets.Dataset`, through the on-disk feature cache), longest first.
 
     Longest first: each batch is padded to similar lengths, and an out-of-memory shows at once.
     """
     features, _ = build_features(examples, prepare_validation_features, tokenizer=tokenizer,
-                                 max_seq_length=max_seq_length, doc_stride=doc_stride,
+                                 max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length,
                                  pad_to_max_length=pad_to_max_length, use_cache=use_cache, description=description)
     return features.sort("length", reverse=True)
 

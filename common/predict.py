@@ -21,6 +21,7 @@ from typing import Optional
 
 from .config import ConfigError, RunConfig
 from .data import DataError, load_squad_file, read_json_records
+from .faults import is_library_panic
 from .inference import build_eval_features, predict_answers, score_predictions
 from .saved_run import load_trained_model, read_run_config
 from .trainer import collate_without_length, make_trainer_class, setup_logging, training_arguments
@@ -55,8 +56,8 @@ def answer(examples: list[dict], *, model_dir: Path, eval_batch_size: Optional[i
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = load_trained_model(model_dir, config)
     features = build_eval_features(examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
-                                   doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
-                                   description="Tokenizing questions")
+                                   doc_stride=config.doc_stride, max_query_length=config.max_query_length,
+                                   pad_to_max_length=config.pad_to_max_length, description="Tokenizing questions")
     with tempfile.TemporaryDirectory(prefix="bertimbau-predict-") as work_dir:
         trainer = make_predictor(model, tokenizer, config, work_dir=work_dir, eval_batch_size=eval_batch_size)
         return predict_answers(
@@ -174,6 +175,12 @@ def main(*, model_size: str, argv: Optional[list[str]] = None, description: str 
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        if not is_library_panic(exc):
+            raise
+        # A Rust panic is not an Exception, and its backtrace (printed by Rust already) is all the detail there is.
+        print(f"error: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}", file=sys.stderr)
+        return 1
     if args.input is None:
         prediction = predictions["question"]
         print(f"answer: {prediction['text']}\nscore: {prediction['score']:.4f}")

@@ -25,7 +25,7 @@ from .faults import report_bad_input, run_recording_failures
 from .inference import build_eval_features, predict_answers, score_predictions
 from .model_card import write_model_card
 from .preflight import check_results_file, load_checked_model
-from .preprocess import MODEL_INPUTS, prepare_train_features
+from .preprocess import MODEL_INPUTS, count_cut_questions, prepare_train_features
 from .results import append_result, data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 from .trainer import LABELS, collate_without_length, make_trainer_class, setup_logging, training_arguments
@@ -98,17 +98,17 @@ def run(config: RunConfig) -> Optional[dict]:
             "dropped), nothing to train on; check that answer texts are copied from their contexts"
         )
     windowing = {"tokenizer": tokenizer, "max_seq_length": config.max_seq_length, "doc_stride": config.doc_stride,
-                 "pad_to_max_length": config.pad_to_max_length, "use_cache": config.feature_cache}
+                 "max_query_length": config.max_query_length, "pad_to_max_length": config.pad_to_max_length,
+                 "use_cache": config.feature_cache}
     train_features, train_hit = build_features(train_examples, prepare_train_features, **windowing,
                                                description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features = build_eval_features(eval_examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
-                                        doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
-                                        use_cache=config.feature_cache)
-    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features",
-                len(train_examples), len(train_features), " (from cache)" if train_hit else "",
-                len(eval_examples), len(eval_features))
+    eval_features = build_eval_features(eval_examples, **windowing)
+    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features; questions cut to "
+                "--max_query_length %d tokens: %d training, %d evaluation", len(train_examples), len(train_features),
+                " (from cache)" if train_hit else "", len(eval_examples), len(eval_features), config.max_query_length,
+                count_cut_questions(train_features), count_cut_questions(eval_features))
 
     # --- model ---
     bind_local_device()
