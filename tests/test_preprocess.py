@@ -161,3 +161,26 @@ def test_runs_with_a_question_longer_than_the_window_allows_finish(question_toke
     with open(results, newline="", encoding="utf-8") as handle:
         [row] = list(csv.DictReader(handle))
     assert row["status"] == "ok" and row["eval_examples"] == "8" and float(row["f1"]) >= 0
+
+
+def test_training_labels_cover_exactly_the_answer_text_without_its_white_space(smoke_tokenizer):
+    """' A cidade' was labelled '. A cidade' and 'nasceu em ' 'nasceu em 1825': a white-space edge lies between
+    tokens, so the label took the neighbouring token too. Trimmed by align_training_answers, the label is exact."""
+    context = "Dom Pedro II nasceu em 1825. A cidade cresceu depois disso."
+    raw = [{"id": qid, "title": "", "context": context, "question": "O que aconteceu?",
+            "answers": {"text": [text], "answer_start": [start]}}
+           for qid, text, start in (("leading", " A cidade", 28), ("trailing", "nasceu em ", 13))]
+
+    def labelled_text(examples):
+        features = train_features(examples, smoke_tokenizer, 128, 48)
+        encoded = smoke_tokenizer([e["question"] for e in examples], [context] * len(examples),
+                                  return_offsets_mapping=True)
+        return {eid: context[encoded["offset_mapping"][i][s][0]: encoded["offset_mapping"][i][e][1]]
+                for i, (eid, s, e) in enumerate(zip(features["example_id"], features["start_positions"],
+                                                    features["end_positions"]))}
+
+    untrimmed = labelled_text(raw)
+    assert untrimmed["leading"] == ". A cidade" and untrimmed["trailing"].startswith("nasceu em 18")  # the defect
+    aligned, stats = align_training_answers(raw)
+    assert stats.trimmed == 2
+    assert labelled_text(aligned) == {"leading": "A cidade", "trailing": "nasceu em"}
