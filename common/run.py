@@ -22,7 +22,7 @@ from .data import (
 from .distributed import bind_local_device
 from .export import artifact_size_mb, write_merged_model
 from .faults import report_bad_input, run_recording_failures
-from .inference import build_eval_features, predict_answers, score_predictions
+from .inference import build_eval_features, predict_answers, score_answerable, score_predictions
 from .model_card import write_model_card
 from .preflight import check_results_file, load_checked_model
 from .preprocess import MODEL_INPUTS, count_cut_questions, prepare_train_features
@@ -162,6 +162,7 @@ def run(config: RunConfig) -> Optional[dict]:
         "exact_match": round(scores["exact_match"], 4),
         "f1_pt": round(scores_pt["f1"], 4),
         "exact_match_pt": round(scores_pt["exact_match"], 4),
+        **score_answerable(predictions, eval_examples),
         "train_time_s": round(train_time, 3),
         "eval_time_s": round(eval_time, 3),
         "train_tokens_per_s": round(train_tokens / train_time, 1),
@@ -177,10 +178,14 @@ def run(config: RunConfig) -> Optional[dict]:
     results_file = append_result(config.resolved_results_file(), row)
     logger.info(
         "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
+        "  answerable  F1 / EM %s over the %d of %d questions with a gold answer in their context\n"
         "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
         "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
         config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
-        scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
+        scores_pt["exact_match"],
+        "n/a" if row["f1_answerable"] is None else f"{row['f1_answerable']:.2f} / {row['exact_match_answerable']:.2f}",
+        len(eval_examples) - row["eval_unanswerable"], len(eval_examples),
+        train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
         eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
     )
     if config.merge:  # after the row: a failed merge must not lose the run's results
