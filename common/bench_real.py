@@ -235,6 +235,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="one per --methods (default: lora 1e-3, full 5e-5)")
     parser.add_argument("--train_questions", type=int,
                         help="train on this many questions, every k-th one of the training articles (default: all)")
+    parser.add_argument("--eval_questions", type=int,
+                        help="evaluate on this many held-out questions, every k-th one (default: all)")
     parser.add_argument("--out_csv", type=Path, default=REPO_ROOT / "results" / "bench_real.csv")
     args = parser.parse_args(argv)
     if args.learning_rates and len(args.learning_rates) != len(args.methods):
@@ -258,8 +260,11 @@ def main(argv: Optional[list[str]] = None, *, run_baseline: Callable) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Every k-th question, not the first ones: spread over all articles and paragraphs.
     if args.train_questions:
         train = train[:: max(1, len(train) // args.train_questions)][: args.train_questions]
+    if args.eval_questions:
+        evaluation = evaluation[:: max(1, len(evaluation) // args.eval_questions)][: args.eval_questions]
     setup_logging()
     arms = ([] if args.no_baseline else ["paper's way"]) + ["ours"] + [f"ours -{name}" for name in args.ablate]
     print(f"[bench-real] MiniLM-L6 ({model_dir}); {data_label}: {len(train)} training questions, {len(evaluation)} "
