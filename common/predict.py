@@ -178,7 +178,7 @@ def main(*, model_size: str, argv: Optional[list[str]] = None, description: str 
     except BaseException as exc:
         if not is_library_panic(exc):
             raise
-        # A Rust panic is not an Exception, and its backtrace (printed by Rust already) is all the detail there is.
+        # A Rust library panicked (pyo3's PanicException is not an Exception); Rust has printed where already.
         print(f"error: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}", file=sys.stderr)
         return 1
     if args.input is None:
