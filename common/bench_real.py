@@ -103,7 +103,12 @@ def load_benchmark_data(path: Optional[Path]) -> tuple[list[dict], str]:
         return load_squad_file(path), Path(path).name
     if DEV_SAMPLE.is_file():
         return load_squad_file(DEV_SAMPLE), "squad-v1.1-pt-sample (public sample of squad_v1_pt)"
-    train = load_hub_dataset(HUB_DATASET)["train"]
+    try:
+        train = load_hub_dataset(HUB_DATASET)["train"]
+    except DataError as exc:
+        raise DataError(f"no --data given and the Hub fallback failed ({str(exc).split(' (')[0]}): pass --data with a "
+                        "SQuAD v1.1 JSON file of three or more articles, such as the public sample of squad_v1_pt") \
+            from exc
     first = set(list(dict.fromkeys(e["title"] for e in train))[:10])
     return [e for e in train if e["title"] in first], f"hub:{HUB_DATASET}[train], first 10 articles"
 

@@ -122,3 +122,22 @@ def test_masked_loss_ablation_uses_berts_own_loss():
     assert berts.item() == pytest.approx(out.loss.item(), abs=1e-6)
     masked = qa_loss(start_logits=out.start_logits, end_logits=out.end_logits, attention_mask=mask, **labels)
     assert masked.item() != pytest.approx(berts.item(), abs=1e-4)  # the padding really changes it
+
+
+def test_real_benchmark_without_the_sample_falls_back_to_the_hub_then_says_why_not(monkeypatch, tmp_path, capsys):
+    from common import bench_real
+
+    asked = []
+
+    def offline(name, **kwargs):
+        asked.append(name)
+        raise bench_real.DataError(f"could not load Hub dataset {name!r} (offline)")
+
+    monkeypatch.setattr(bench_real, "minilm_dir", lambda: tmp_path)
+    monkeypatch.setattr(bench_real, "DEV_SAMPLE", tmp_path / "absent.json")
+    monkeypatch.setattr(bench_real, "load_hub_dataset", offline)
+    assert bench.main(["--real"]) == 2
+    assert asked == ["nunorc/squad_v1_pt"]
+    assert capsys.readouterr().err.strip() == (
+        "error: no --data given and the Hub fallback failed (could not load Hub dataset 'nunorc/squad_v1_pt'): pass "
+        "--data with a SQuAD v1.1 JSON file of three or more articles, such as the public sample of squad_v1_pt")
