@@ -277,9 +277,10 @@ def main(argv: Optional[list[str]] = None, *, run_baseline: Callable) -> int:
           f"epoch(s), batch {args.batch_size}; arms: {', '.join(arms)}; seeds {args.seeds}", flush=True)
     rows = []
     started = time.perf_counter()
-    for m, method in enumerate(args.methods):
-        learning_rate = args.learning_rates[m] if args.learning_rates else METHOD_SETTINGS[method]["learning_rate"]
-        for seed in args.seeds:
+    # Seeds outermost: a benchmark stopped early still holds every method and arm for the seeds it finished.
+    for seed in args.seeds:
+        for m, method in enumerate(args.methods):
+            learning_rate = args.learning_rates[m] if args.learning_rates else METHOD_SETTINGS[method]["learning_rate"]
             config = replace(
                 layered_defaults("base", method, smoke=False), model_name=str(model_dir),
                 max_seq_length=args.max_seq_length, doc_stride=args.doc_stride, num_epochs=args.epochs,
