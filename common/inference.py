@@ -22,8 +22,9 @@ def build_eval_features(examples: list[dict], *, tokenizer, max_seq_length: int,
     Longest first: each batch is padded to similar lengths, and an out-of-memory shows at once.
     """
     features, _ = build_features(examples, prepare_validation_features, tokenizer=tokenizer,
-                                 max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length,
-                                 pad_to_max_length=pad_to_max_length, use_cache=use_cache, description=description)
+                                 max_seq_length=max_seq_length, doc_stride=doc_stride,
+                                 max_query_length=max_query_length, pad_to_max_length=pad_to_max_length,
+                                 use_cache=use_cache, description=description)
     return features.sort("length", reverse=True)
 
 

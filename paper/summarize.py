@@ -59,7 +59,7 @@ def build_rows(table: Table, *, model_size: str) -> list[list[str]]:
                    MISSING if percent is None else f"{percent:.1f}%",
                    MISSING if speedup is None else f"{speedup.mean:.2f}×"]
             if table.has_answerable:
-                row += [format_stat(table.stat(key, "f1_answerable")), format_stat(table.stat(key, "exact_match_answerable"))]
+                row += [format_stat(table.stat(key, measure)) for measure in ("f1_answerable", "exact_match_answerable")]
             if table.has_memory:
                 row.append(format_stat(table.stat(key, "peak_memory_mb"), decimals=0))
             row.append(str(f1.n) if f1 else "0")
