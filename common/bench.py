@@ -3,6 +3,7 @@
     python -m common.bench            # CPU comparison (always), then the GPU table when CUDA is available
     python -m common.bench --cpu      # CPU comparison only
     python -m common.bench --gpu      # GPU table only
+    python -m common.bench --real     # learning parity on real pretrained weights (common/bench_real.py)
 
 CPU comparison: the same small BERT (random weights), the same data and method (full fine-tuning), the same
 number of optimizer steps, run through
@@ -134,8 +135,12 @@ def bench_data(max_examples: int, *, data_file=None, vocab_file=None):
     return aligned[::step][:max_examples], vocab, data_label
 
 
-def run_baseline(*, config, examples, model_dir: Path, output_dir: Path) -> dict:
-    """The paper's way: padded to max length, default collator, fp32, eager attention, BERT's loss."""
+def run_baseline(*, config, examples, model_dir: Path, output_dir: Path, eval_examples=None) -> dict:
+    """The paper's way: padded to max length, default collator, fp32, eager attention, BERT's loss.
+
+    Trains on `examples` and evaluates on `eval_examples` (default: the same questions); an adapter method
+    (`config.use_peft`) gets the same peft adapter as our arm, on the model loaded the paper's way.
+    """
     import torch
     from transformers import (
         AutoModelForQuestionAnswering, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed,
@@ -147,10 +152,18 @@ def run_baseline(*, config, examples, model_dir: Path, output_dir: Path) -> dict
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     windowing = dict(tokenizer=tokenizer, max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
-                     pad_to_max_length=True)
+                     max_query_length=config.max_query_length, pad_to_max_length=True)
     train, _ = build_features(examples, prepare_train_features, **windowing, description="Baseline train windows")
-    evaluation, _ = build_features(examples, prepare_validation_features, **windowing, description="Baseline eval windows")
+    eval_examples = examples if eval_examples is None else eval_examples
+    evaluation, _ = build_features(eval_examples, prepare_validation_features, **windowing,
+                                   description="Baseline eval windows")
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, attn_implementation="eager")
+    if config.use_peft:
+        from peft import get_peft_model
+
+        from .model import adapter_config
+
+        model = get_peft_model(model, adapter_config(config))
     args = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size, learning_rate=config.learning_rate,
@@ -168,13 +181,13 @@ def run_baseline(*, config, examples, model_dir: Path, output_dir: Path) -> dict
     # Plain lists, so that both post-processings are timed on their own work, not on reading Arrow columns.
     columns = evaluation.select_columns(["example_id", "offset_mapping", "context_start", "context_end"]).to_dict()
     started = time.perf_counter()
-    predictions = postprocess_reference_loop(examples=examples, features=columns, start_logits=start_logits,
+    predictions = postprocess_reference_loop(examples=eval_examples, features=columns, start_logits=start_logits,
                                              end_logits=end_logits, n_best_size=config.n_best_size,
                                              max_answer_length=config.max_answer_length)
     postprocess_time = time.perf_counter() - started
     scores = squad_metric.compute(
         predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
-        references=[{"id": e["id"], "answers": e["answers"]} for e in examples],
+        references=[{"id": e["id"], "answers": e["answers"]} for e in eval_examples],
     )
     return {"train_time_s": train_time, "f1": scores["f1"], "exact_match": scores["exact_match"],
             "postprocess_time_s": postprocess_time, "real_tokens": sum(train["length"]) * config.num_epochs,
@@ -286,9 +299,16 @@ def cpu_comparison(*, max_examples: int, num_epochs: float, learning_rate: float
 def main(argv=None) -> int:
     import torch
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--real" in argv:  # learning parity on real weights: its own flags (common/bench_real.py)
+        from .bench_real import main as real_main
+
+        return real_main([a for a in argv if a != "--real"], run_baseline=run_baseline)
     parser = FlagParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu", action="store_true", help="CPU comparison only")
     parser.add_argument("--gpu", action="store_true", help="GPU table only")
+    parser.add_argument("--real", action="store_true",
+                        help="learning parity on real MiniLM weights instead (its flags: --real --help)")
     parser.add_argument("--examples", type=int, default=400, help="questions in the CPU comparison")
     parser.add_argument("--epochs", type=float, default=3, help="epochs of the CPU comparison")
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="learning rate of the CPU comparison")

@@ -106,6 +106,9 @@ class RunConfig:
     max_eval_samples: Optional[int] = _help("Debug: keep only this many evaluation examples.", default=None)
     max_seq_length: int = _help("Tokens per window, question included (paper: 384).", default=384)
     doc_stride: int = _help("Overlap in tokens between consecutive windows of a long context.", default=128)
+    max_query_length: int = _help(
+        "Longest question in tokens; longer questions are cut to it (original BERT's SQuAD recipe: 64), so that "
+        "every window keeps more than --doc_stride context tokens.", default=64)
 
     # --- optimisation (paper: AdamW, weight decay 0.01, gradient clipping 1.0) ---
     learning_rate: float = _help("Peak learning rate (paper: 4.25e-5 full, 2e-4 PEFT).", default=4.25e-5)
@@ -207,6 +210,29 @@ class RunConfig:
         return REPO_ROOT / "results" / ("smoke_runs.csv" if self.smoke else "runs.csv")
 
 
+# [CLS] question [SEP] context [SEP]: what a BERT tokenizer adds to a question-context pair.
+BERT_PAIR_SPECIAL_TOKENS = 3
+
+
+def check_window_room(*, max_seq_length: int, doc_stride: int, max_query_length: int,
+                      special_tokens: int = BERT_PAIR_SPECIAL_TOKENS) -> None:
+    """Refuse windows that cannot hold more than `doc_stride` context tokens next to the longest question.
+
+    The tokenizer cuts a long context into windows of `max_seq_length - question - special_tokens` context
+    tokens that overlap by `doc_stride`; with `doc_stride` or fewer of them it panics (Rust `stride must be
+    strictly less than max_len`, pyo3's PanicException, which is not an Exception) and with none at all it
+    raises "Sequence to truncate too short". Questions are cut to `max_query_length` tokens first, so this
+    bound holds for every question.
+    """
+    room = max_seq_length - max_query_length - special_tokens
+    if room <= doc_stride:
+        raise ConfigError(
+            f"--max_seq_length {max_seq_length}, --doc_stride {doc_stride} and --max_query_length {max_query_length} "
+            f"leave {room} context tokens per window ({special_tokens} go to special tokens), which must be more than "
+            f"--doc_stride: lower --doc_stride or --max_query_length, or raise --max_seq_length"
+        )
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Refuse settings that cannot work, naming the flag and value."""
     checks = [
@@ -219,6 +245,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.gradient_accumulation_steps >= 1, f"--gradient_accumulation_steps {config.gradient_accumulation_steps}: must be >= 1"),
         (config.max_seq_length >= 32, f"--max_seq_length {config.max_seq_length}: must be >= 32"),
         (0 < config.doc_stride < config.max_seq_length, f"--doc_stride {config.doc_stride}: must be > 0 and < --max_seq_length ({config.max_seq_length})"),
+        (config.max_query_length >= 1, f"--max_query_length {config.max_query_length}: must be >= 1"),
         (config.weight_decay >= 0, f"--weight_decay {config.weight_decay}: must be >= 0"),
         (config.max_grad_norm > 0, f"--max_grad_norm {config.max_grad_norm}: must be > 0"),
         (0 <= config.warmup_ratio < 1, f"--warmup_ratio {config.warmup_ratio}: must be in [0, 1)"),
@@ -250,6 +277,8 @@ def validate(config: RunConfig) -> RunConfig:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_window_room(max_seq_length=config.max_seq_length, doc_stride=config.doc_stride,
+                      max_query_length=config.max_query_length)
     return config
 
 

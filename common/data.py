@@ -36,12 +36,14 @@ class AlignmentStats:
     relocated: int = 0  # text found verbatim elsewhere in the context
     relocated_ignoring_case: int = 0  # found only with different letter case
     dropped: int = 0  # not in the context at all: the question cannot be a training target
+    trimmed: int = 0  # of the answers used, those whose text had leading or trailing white space, cut off
 
     def summary(self) -> str:
         total = self.kept + self.relocated + self.relocated_ignoring_case + self.dropped
         return (
             f"{total} training answers: {self.kept} kept, {self.relocated} re-located, "
-            f"{self.relocated_ignoring_case} re-located ignoring case, {self.dropped} dropped (not in context)"
+            f"{self.relocated_ignoring_case} re-located ignoring case, {self.dropped} dropped (not in context); "
+            f"{self.trimmed} had white space around their text, trimmed"
         )
 
 
@@ -290,30 +292,54 @@ def _locate(context: str, text: str, start: int) -> tuple[Optional[int], str]:
     return None, "dropped"
 
 
+def trim_answer(text: str, start: int) -> tuple[str, int]:
+    """The answer without leading/trailing white space, its start moved past the leading part.
+
+    A label is the tokens from the one holding the first answer character to the one holding the last; a
+    white-space edge lies between tokens, so it would widen the label by a token: " A cidade" labelled ". A
+    cidade", "nasceu em " labelled "nasceu em 1825".
+    """
+    stripped = text.lstrip()
+    return stripped.rstrip(), start + len(text) - len(stripped)
+
+
+def locate_answer(example: dict) -> tuple[Optional[int], str, str, bool]:
+    """(start, how, text, trimmed) of the first gold answer that `_locate` finds in the context, its edges
+    trimmed; (None, "dropped", "", False) when none is. The one rule for a usable answer, in training and in
+    evaluation's answerable count."""
+    for raw, start in zip(example["answers"]["text"], example["answers"]["answer_start"]):
+        text, start = trim_answer(raw, start)
+        found, how = _locate(example["context"], text, start)
+        if found is not None:
+            return found, how, text, text != raw
+    return None, "dropped", "", False
+
+
+def is_answerable(example: dict) -> bool:
+    """Whether some gold answer occurs in the context as whole words (any letter case): exactly the questions
+    training keeps. Others (answers translated apart from their context, or found only inside a longer word)
+    have no span of whole tokens that equals an answer, so no extractive model can match them."""
+    return locate_answer(example)[0] is not None
+
+
 def align_training_answers(examples: Iterable[dict]) -> tuple[list[dict], AlignmentStats]:
     """Keep one answer per training question, placed where its text really is in the context.
 
     Translated SQuAD sets put answers that the translator moved at a wrong offset (often 0). Training on
     those would teach the model wrong spans, so they are re-located when the text occurs in the context
-    (exactly, then ignoring case) and dropped otherwise. Evaluation data is not aligned: the metric
-    compares text, so every evaluation question is kept.
+    (exactly, then ignoring case) and dropped otherwise. White space around an answer's text is trimmed
+    first (`trim_answer`). Evaluation data is not aligned: the metric compares text, so every evaluation
+    question is kept.
     """
     stats = AlignmentStats()
     aligned = []
     for example in examples:
-        answers = example["answers"]
-        best = None
-        for text, start in zip(answers["text"], answers["answer_start"]):
-            found, how = _locate(example["context"], text, start)
-            if found is not None:
-                best = (found, how, len(text))
-                break
-        if best is None:
-            stats.dropped += 1
-            continue
-        found, how, length = best
+        found, how, text, trimmed = locate_answer(example)
         setattr(stats, how, getattr(stats, how) + 1)
+        if found is None:
+            continue
+        stats.trimmed += trimmed
         # The label is the context's own span, so decoding the labelled tokens returns it exactly.
-        span = example["context"][found : found + length]
+        span = example["context"][found : found + len(text)]
         aligned.append({**example, "answers": {"text": [span], "answer_start": [found]}})
     return aligned, stats

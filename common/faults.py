@@ -4,8 +4,8 @@
 - A run that fails after it started appends a row with its `status` and `error`, then exits non-zero:
   `diverged` (NaN or infinite training loss, exit 1), `oom` (out of memory, exit 1, with batch-size
   advice), `disk_full` (no space left while writing a checkpoint or an output, exit 1), `interrupted`
-  (Ctrl-C: exit 130; SIGTERM, as schedulers send before pre-emption: exit 143), `failed` (anything else,
-  exit 1, with its traceback: it is a bug or a broken environment).
+  (Ctrl-C: exit 130; SIGTERM, as schedulers send before pre-emption: exit 143), `failed` (anything else, a
+  library panic included, exit 1, with its traceback: it is a bug or a broken environment).
 - One run, one row: the finished row and the folder's `finished.json` are written with SIGTERM and Ctrl-C held
   back, and whatever stops the run after that (a signal or an error during `--merge`) is reported with its exit
   status but adds no second row.
@@ -165,6 +165,12 @@ def _being_written(exc: BaseException, config: RunConfig) -> str:
     return str(filename) if filename else f"the run's files to {config.resolved_output_dir()}"
 
 
+def is_library_panic(exc: BaseException) -> bool:
+    """A Rust library (tokenizers, safetensors) panicked: pyo3 raises PanicException, which derives from
+    BaseException so that `except Exception` cannot swallow it; for a run it is a failure like any other."""
+    return type(exc).__name__ == "PanicException"
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -268,7 +274,9 @@ def run_recording_failures(run: Callable[[RunConfig], dict], config: RunConfig) 
         print(f"error: {message} (after the run finished: {exc} with status ok, and no other row is written; "
               "the same command with --resume completes what was left, such as --merge)", file=sys.stderr)
         return exit_status
-    except (Exception, KeyboardInterrupt) as exc:
+    except BaseException as exc:
+        if not (isinstance(exc, (Exception, KeyboardInterrupt)) or is_library_panic(exc)):
+            raise  # SystemExit, GeneratorExit: not failures of the run
         status, message, exit_status = classify_failure(exc, config)
         signal.signal(signal.SIGTERM, previous)  # a second SIGTERM must not cut the row in half
         _close_progress_bars()

@@ -19,15 +19,18 @@ from typing import Callable
 from .config import cache_dir
 
 # Bump when common/preprocess.py changes what a feature holds: old cache entries then stop matching.
-FEATURES_VERSION = 1
+# 2: questions cut to --max_query_length tokens, and the `question_cut` column.
+FEATURES_VERSION = 2
 
 
 def feature_cache_key(
-    *, examples: list[dict], tokenizer, prepare: Callable, max_seq_length: int, doc_stride: int, pad_to_max_length: bool
+    *, examples: list[dict], tokenizer, prepare: Callable, max_seq_length: int, doc_stride: int, max_query_length: int,
+    pad_to_max_length: bool,
 ) -> str:
     digest = hashlib.sha256()
     header = {"version": FEATURES_VERSION, "prepare": prepare.__name__, "max_seq_length": max_seq_length,
-              "doc_stride": doc_stride, "pad_to_max_length": pad_to_max_length, "tokenizer_class": type(tokenizer).__name__}
+              "doc_stride": doc_stride, "max_query_length": max_query_length, "pad_to_max_length": pad_to_max_length,
+              "tokenizer_class": type(tokenizer).__name__}
     digest.update(json.dumps(header, sort_keys=True).encode())
     # The serialisation also holds the truncation/padding state left by the last call, which is not part of
     # the tokenizer's identity (it changes once the training set has been tokenized).
@@ -41,7 +44,8 @@ def feature_cache_key(
 
 def build_features(
     examples: list[dict], prepare: Callable, *, tokenizer, max_seq_length: int, doc_stride: int,
-    pad_to_max_length: bool = False, use_cache: bool = True, description: str = "Tokenizing",
+    max_query_length: int = 64, pad_to_max_length: bool = False, use_cache: bool = True,
+    description: str = "Tokenizing",
 ):
     """Tokenize examples into windows with `datasets.map` (batched, progress bar), through the disk cache.
 
@@ -50,14 +54,15 @@ def build_features(
     from datasets import Dataset, load_from_disk
 
     key = feature_cache_key(examples=examples, tokenizer=tokenizer, prepare=prepare, max_seq_length=max_seq_length,
-                            doc_stride=doc_stride, pad_to_max_length=pad_to_max_length)
+                            doc_stride=doc_stride, max_query_length=max_query_length,
+                            pad_to_max_length=pad_to_max_length)
     target = cache_dir() / "features" / key
     if use_cache and (target / "dataset_info.json").exists():
         return load_from_disk(str(target)), True
     dataset = Dataset.from_list(examples)
     features = dataset.map(
         partial(prepare, tokenizer=tokenizer, max_seq_length=max_seq_length, doc_stride=doc_stride,
-                pad_to_max_length=pad_to_max_length),
+                max_query_length=max_query_length, pad_to_max_length=pad_to_max_length),
         batched=True,
         remove_columns=dataset.column_names,
         desc=description,

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -21,7 +22,7 @@ from typing import Optional
 from .attention import use_cudnn_attention
 from .config import ConfigError, FlagParser, RunConfig
 from .data import DataError, load_squad_file, read_json_records
-from .faults import report_bad_input
+from .faults import is_library_panic, report_bad_input
 from .inference import build_eval_features, predict_answers, score_predictions
 from .saved_run import load_trained_model, read_run_config
 from .trainer import collate_without_length, make_trainer_class, setup_logging, training_arguments
@@ -56,8 +57,8 @@ def answer(examples: list[dict], *, model_dir: Path, eval_batch_size: Optional[i
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = load_trained_model(model_dir, config)
     features = build_eval_features(examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
-                                   doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
-                                   description="Tokenizing questions")
+                                   doc_stride=config.doc_stride, max_query_length=config.max_query_length,
+                                   pad_to_max_length=config.pad_to_max_length, description="Tokenizing questions")
     use_cudnn_attention(False)  # answering runs eagerly (see common/attention.py)
     with tempfile.TemporaryDirectory(prefix="bertimbau-predict-") as work_dir:
         trainer = make_predictor(model, tokenizer, config, work_dir=work_dir, eval_batch_size=eval_batch_size)
@@ -177,6 +178,12 @@ def main(*, model_size: str, argv: Optional[list[str]] = None, description: str 
                              n_best_size=args.n_best_size, max_answer_length=args.max_answer_length)
     except (ConfigError, DataError) as exc:
         return report_bad_input(exc, debug=args.debug)
+    except BaseException as exc:
+        if not is_library_panic(exc):
+            raise
+        # A Rust library panicked (pyo3's PanicException is not an Exception); Rust has printed where already.
+        print(f"error: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}", file=sys.stderr)
+        return 1
     if args.input is None:
         prediction = predictions["question"]
         print(f"answer: {prediction['text']}\nscore: {prediction['score']:.4f}")

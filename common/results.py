@@ -35,8 +35,9 @@ RESULT_COLUMNS = [
     "lora_dropout", "target_modules", "quantize_4bit", "use_dora", "max_seq_length", "doc_stride", "data_source",
     "train_examples", "train_features", "train_answers_dropped", "eval_examples", "eval_features",
     # what came out
-    "f1", "exact_match", "f1_pt", "exact_match_pt", "train_time_s", "compile_time_s", "eval_time_s",
-    "train_tokens_per_s",
+    "f1", "exact_match", "f1_pt", "exact_match_pt",
+    "eval_unanswerable", "f1_answerable", "exact_match_answerable",  # common/inference.py score_answerable
+    "train_time_s", "compile_time_s", "eval_time_s", "train_tokens_per_s",
     "peak_memory_mb", "trainable_params", "total_params", "train_loss", "artifact_size_mb",
     # provenance
     "device", "precision", "compiled", "throughput_mode", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",

@@ -26,11 +26,11 @@ from .compile import compile_seconds, compile_training_step
 from .distributed import bind_local_device, world_size
 from .export import artifact_size_mb, merged_model_complete, write_merged_model
 from .faults import recorded_row, report_bad_input, run_recording_failures
-from .inference import build_eval_features, predict_answers, score_predictions
+from .inference import build_eval_features, predict_answers, score_answerable, score_predictions
 from .model_card import write_model_card
 from .output_dir import check_not_finished, claimed_output_dir
 from .preflight import check_results_file, load_checked_model
-from .preprocess import prepare_train_features
+from .preprocess import count_cut_questions, prepare_train_features
 from .results import data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
 from .trainer import collate_without_length, forward_and_loss, make_trainer_class, setup_logging, training_arguments
@@ -128,17 +128,17 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
             "dropped), nothing to train on; check that answer texts are copied from their contexts"
         )
     windowing = {"tokenizer": tokenizer, "max_seq_length": config.max_seq_length, "doc_stride": config.doc_stride,
-                 "pad_to_max_length": config.pad_to_max_length, "use_cache": config.feature_cache}
+                 "max_query_length": config.max_query_length, "pad_to_max_length": config.pad_to_max_length,
+                 "use_cache": config.feature_cache}
     train_features, train_hit = build_features(train_examples, prepare_train_features, **windowing,
                                                description="Tokenizing training set")
     if config.max_train_samples:  # one example can give several windows: cap the features too (as run_qa)
         train_features = train_features.select(range(min(config.max_train_samples, len(train_features))))
-    eval_features = build_eval_features(eval_examples, tokenizer=tokenizer, max_seq_length=config.max_seq_length,
-                                        doc_stride=config.doc_stride, pad_to_max_length=config.pad_to_max_length,
-                                        use_cache=config.feature_cache)
-    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features",
-                len(train_examples), len(train_features), " (from cache)" if train_hit else "",
-                len(eval_examples), len(eval_features))
+    eval_features = build_eval_features(eval_examples, **windowing)
+    logger.info("%d training examples -> %d features%s; %d evaluation examples -> %d features; questions cut to "
+                "--max_query_length %d tokens: %d training, %d evaluation", len(train_examples), len(train_features),
+                " (from cache)" if train_hit else "", len(eval_examples), len(eval_features), config.max_query_length,
+                count_cut_questions(train_features), count_cut_questions(eval_features))
 
     # --- model ---
     bind_local_device()
@@ -209,6 +209,7 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
         "exact_match": round(scores["exact_match"], 4),
         "f1_pt": round(scores_pt["f1"], 4),
         "exact_match_pt": round(scores_pt["exact_match"], 4),
+        **score_answerable(predictions, eval_examples),
         "train_time_s": round(train_time, 3),
         "compile_time_s": round(compile_time, 3),
         "eval_time_s": round(eval_time, 3),
@@ -229,10 +230,14 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
             remove_checkpoints(output_dir)  # the run is recorded: nothing will resume from them
         logger.info(
             "Summary\n  method      %s (%s)\n  F1 / EM     %.2f / %.2f   (Portuguese-aware: %.2f / %.2f)\n"
-            "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d)\n  eval time   %.1f s\n"
-            "  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
+            "  answerable  F1 / EM %s over the %d of %d questions with a gold answer in their context\n"
+            "  train time  %.1f s (%.0f tokens/s; %d process(es), effective batch %d; compiling %.1f s more)\n"
+            "  eval time   %.1f s\n  peak memory %.0f MB (%s)\n  outputs     %s (weights %.2f MB)\n  results row %s",
             config.method, config.model_size, scores["f1"], scores["exact_match"], scores_pt["f1"],
-            scores_pt["exact_match"], train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"],
+            scores_pt["exact_match"],
+            "n/a" if row["f1_answerable"] is None else f"{row['f1_answerable']:.2f} / {row['exact_match_answerable']:.2f}",
+            len(eval_examples) - row["eval_unanswerable"], len(eval_examples),
+            train_time, train_tokens / train_time, row["world_size"], row["effective_batch_size"], compile_time,
             eval_time, row["peak_memory_mb"], device, output_dir, row["artifact_size_mb"], results_file,
         )
         if config.merge:

@@ -33,7 +33,9 @@ METHOD_LABELS = {"full": "Full FT", "lora": "LoRA", "qlora": "QLoRA", "dora": "D
 
 # What a file needs for the paper's tables and figures; every other column is optional.
 REQUIRED_COLUMNS = ("model_size", "method", "learning_rate", "num_epochs", "f1", "exact_match", "train_time_s", "status")
-MEASURES = ("f1", "exact_match", "train_time_s", "peak_memory_mb")
+MEASURES = ("f1", "exact_match", "train_time_s", "peak_memory_mb", "f1_answerable", "exact_match_answerable")
+# Optional measures: files written before a column existed (and the paper's numbers) leave it empty.
+OPTIONAL_MEASURES = ("peak_memory_mb", "f1_answerable", "exact_match_answerable")
 FINISHED = "ok"
 
 # Learning rates are written as Python floats (0.0002, 4.25e-05); compare them as numbers, never as text.
@@ -105,7 +107,8 @@ def finished_runs(rows: list[dict], *, path: str | Path) -> list[dict]:
         run = dict(row)
         for column in ("learning_rate", "num_epochs", "f1", "exact_match", "train_time_s"):
             run[column] = parse_number(row, column, path=path, required=True)
-        run["peak_memory_mb"] = parse_number(row, "peak_memory_mb", path=path, required=False)
+        for column in OPTIONAL_MEASURES:
+            run[column] = parse_number(row, column, path=path, required=False)
         runs.append(run)
     return runs
 
@@ -167,6 +170,8 @@ class Table:
     devices: tuple  # distinct device values of the finished runs ("cpu", "cuda:<name>")
     memory: dict  # (model_size, method) -> Stat of peak_memory_mb over all its finished grid runs
     from_paper: bool  # every finished row comes from the paper (its `source` column says so)
+    # distinct (eval_unanswerable, eval_examples) of the finished runs that scored answerable questions apart
+    unanswerable: tuple = ()
 
     def stat(self, key: Key, measure: str) -> Optional[Stat]:
         return (self.cells.get(key) or {}).get(measure)
@@ -178,6 +183,10 @@ class Table:
     @property
     def has_memory(self) -> bool:
         return bool(self.memory)
+
+    @property
+    def has_answerable(self) -> bool:
+        return any(cell["f1_answerable"] for cell in self.cells.values())
 
 
 def collect_distinct(runs: list[dict], *, column: str) -> tuple:
@@ -192,6 +201,15 @@ def pool_memory(runs: list[dict]) -> dict:
         if key is not None and run["peak_memory_mb"] is not None:
             pooled.setdefault(key[:2], []).append(run["peak_memory_mb"])
     return {key: summarize_values(values) for key, values in pooled.items()}
+
+
+def collect_unanswerable(runs: list[dict]) -> tuple:
+    """Distinct (eval_unanswerable, eval_examples) texts of the runs that scored answerable questions apart."""
+    def text(run, column):
+        return (run.get(column) or "").strip()
+
+    return tuple(sorted({(text(run, "eval_unanswerable"), text(run, "eval_examples"))
+                         for run in runs if run["f1_answerable"] is not None}))
 
 
 def load_table(path: str | Path) -> Table:
@@ -214,6 +232,7 @@ def load_table(path: str | Path) -> Table:
         devices=collect_distinct(runs, column="device"),
         memory=pool_memory(runs),
         from_paper=all((run.get("source") or "").startswith("paper") for run in runs),
+        unanswerable=collect_unanswerable(runs),
     )
 
 

@@ -4,7 +4,8 @@
     python paper/summarize.py --results results/runs.csv       # your runs
 
 Per model and setting (learning rate, epochs) and method: F1, EM, training time, % of full fine-tuning F1,
-training-time speed-up over full fine-tuning, peak memory (when the file has it) and the number of finished runs.
+training-time speed-up over full fine-tuning, F1 and EM over the answerable questions and peak memory (when the
+file has them) and the number of finished runs.
 With several runs (seeds) of a configuration every measure is "mean ± standard deviation"; the two ratios are
 ratios of means. Only finished runs (status ok) count; a configuration without one reads "n/a" (with the status
 of its rows, e.g. "n/a (oom)").
@@ -57,6 +58,8 @@ def build_rows(table: Table, *, model_size: str) -> list[list[str]]:
                    format_stat(table.stat(key, "exact_match")), format_duration(table.stat(key, "train_time_s")),
                    MISSING if percent is None else f"{percent:.1f}%",
                    MISSING if speedup is None else f"{speedup.mean:.2f}×"]
+            if table.has_answerable:
+                row += [format_stat(table.stat(key, measure)) for measure in ("f1_answerable", "exact_match_answerable")]
             if table.has_memory:
                 row.append(format_stat(table.stat(key, "peak_memory_mb"), decimals=0))
             row.append(str(f1.n) if f1 else "0")
@@ -73,6 +76,8 @@ def format_markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def render(table: Table) -> str:
     """All tables and their footnotes as one Markdown text."""
     header = ["lr", "epochs", "method", "F1", "EM", "train time", "% of full F1", "speed-up"]
+    if table.has_answerable:
+        header += ["F1 answerable", "EM answerable"]
     if table.has_memory:
         header.append("peak memory (MB)")
     header.append("runs")
@@ -88,6 +93,11 @@ def render(table: Table) -> str:
         "speed-up: training time of full fine-tuning in the same setting (lr, epochs) / training time of the method.",
         "F1 and EM: official SQuAD v1.1 scores (percent); train time: wall-clock training time, h:mm:ss.",
     ]
+    if table.has_answerable:
+        counts = ", ".join(f"{n or '?'} of {total or '?'}" for n, total in table.unanswerable)
+        notes.append("F1/EM answerable: the official scores over the evaluation questions that have a gold answer in "
+                     f"their context (unanswerable questions left out: {counts}); F1 and EM count every question "
+                     "(docs/results.md, \"Answerable questions\").")
     if table.max_runs > 1:
         notes.append("mean ± sample standard deviation over the finished runs (seeds); ratios are ratios of means.")
     if table.has_memory:

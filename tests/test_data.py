@@ -93,3 +93,22 @@ def test_bad_files_raise_one_clear_error(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         load_squad_file(tmp_path / "nope.json")
+
+
+EDGE_CONTEXT = "Dom Pedro II nasceu em 1825. A cidade cresceu depois disso."
+
+
+@pytest.mark.parametrize("text, start, trimmed_text, trimmed_start", [
+    (" A cidade", 28, "A cidade", 29),
+    ("nasceu em ", 13, "nasceu em", 13),
+    (" 1825. ", 22, "1825.", 23),
+    ("Dom Pedro", 0, "Dom Pedro", 0),
+])
+def test_answer_edges_are_trimmed_and_counted(text, start, trimmed_text, trimmed_start):
+    assert EDGE_CONTEXT[start: start + len(text)] == text  # the gold offsets are right, only the edges are wide
+    example = {"id": "x", "title": "", "context": EDGE_CONTEXT, "question": "q?",
+               "answers": {"text": [text], "answer_start": [start]}}
+    [aligned], stats = align_training_answers([example])
+    assert aligned["answers"] == {"text": [trimmed_text], "answer_start": [trimmed_start]}
+    assert stats.kept == 1 and stats.trimmed == (text != trimmed_text)
+    assert f"{stats.trimmed} had white space around their text, trimmed" in stats.summary()

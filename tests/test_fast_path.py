@@ -79,9 +79,9 @@ def test_feature_cache_hits_only_for_identical_settings(examples, smoke_tokenize
     assert build_features(examples, prepare_validation_features, tokenizer=smoke_tokenizer, **kwargs)[1]
 
     base = dict(examples=examples, tokenizer=smoke_tokenizer, prepare=prepare_validation_features,
-                max_seq_length=128, doc_stride=48, pad_to_max_length=False)
+                max_seq_length=128, doc_stride=48, max_query_length=64, pad_to_max_length=False)
     key = feature_cache_key(**base)
-    for change in ({"max_seq_length": 192}, {"doc_stride": 32}, {"pad_to_max_length": True},
+    for change in ({"max_seq_length": 192}, {"doc_stride": 32}, {"max_query_length": 32}, {"pad_to_max_length": True},
                    {"prepare": prepare_train_features}, {"tokenizer": other_tokenizer},
                    {"examples": examples[:-1]}):
         assert feature_cache_key(**{**base, **change}) != key, change
@@ -90,6 +90,6 @@ def test_feature_cache_hits_only_for_identical_settings(examples, smoke_tokenize
 
 
 def test_cache_can_be_turned_off(examples, smoke_tokenizer):
-    kwargs = dict(tokenizer=smoke_tokenizer, max_seq_length=100, doc_stride=40, description="test")
+    kwargs = dict(tokenizer=smoke_tokenizer, max_seq_length=100, doc_stride=40, max_query_length=32, description="test")
     assert not build_features(examples, prepare_validation_features, use_cache=False, **kwargs)[1]
     assert not build_features(examples, prepare_validation_features, use_cache=False, **kwargs)[1]

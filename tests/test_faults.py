@@ -141,6 +141,34 @@ def test_unexpected_error_is_recorded_as_failed_with_its_traceback(tmp_path, cap
     assert last_line(stderr).startswith("error: ValueError: tensor shapes do not match (recorded as status failed")
 
 
+class PanicException(BaseException):
+    """What pyo3 raises when Rust code (tokenizers, safetensors) panics: a BaseException, not an Exception."""
+
+
+def test_library_panic_is_recorded_as_failed_not_a_raw_backtrace(tmp_path, capsys, monkeypatch):
+    def panicking_step(*args, **kwargs):
+        raise PanicException("`stride` must be strictly less than `max_len=31`")
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", panicking_step)
+    status, stderr, rows = run_small(tmp_path, capsys)
+    assert status == 1
+    assert_failure_row(rows, "failed", "PanicException: `stride` must be strictly less than `max_len=31`")
+    assert last_line(stderr).startswith("error: PanicException: `stride` must be strictly less")
+
+
+def test_library_panic_in_prediction_exits_with_one_line(tmp_path, capsys, monkeypatch):
+    from common import predict
+
+    def panicking_answer(*args, **kwargs):
+        raise PanicException("Rust panicked\nsecond line")
+
+    (tmp_path / "run_config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(predict, "answer", panicking_answer)
+    status = predict.main(model_size="base", argv=["--model_dir", str(tmp_path), "--question", "q?", "--context", "c."])
+    assert status == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: PanicException: Rust panicked"
+
+
 def test_failure_rows_describe_the_run_like_a_finished_row(tmp_path):
     config = parse_config("base", "qlora", [*SMALL, "--results_file", str(tmp_path / "runs.csv"),
                                             "--output_dir", str(tmp_path / "out")])

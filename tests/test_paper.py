@@ -288,3 +288,30 @@ def test_committed_figures_and_readme_image_exist():
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (REPO_ROOT / "README.md").read_text(encoding="utf-8"))
     assert "paper/figures/lr_comparison.png" in images
     assert all((REPO_ROOT / image).exists() for image in images)
+
+
+def test_summarize_shows_answerable_scores_beside_the_official_ones(tmp_path, capsys):
+    rows = [{**run_row(size="base", method="lora", lr=2e-4, epochs=2, seed=seed, f1=f1, em=em, time_s=1800),
+             "eval_examples": 488, "eval_unanswerable": 165, "f1_answerable": f1 * 488 / 323,
+             "exact_match_answerable": em * 488 / 323}
+            for seed, f1, em in ((1, 20.0, 15.0), (2, 22.0, 17.0))]
+    # A row of an older results file, without the answerable columns, still counts for F1/EM.
+    rows.append(run_row(size="base", method="full", lr=2e-4, epochs=2, seed=1, f1=24.0, em=19.0, time_s=3600))
+    assert summarize.main(["--results", str(write_runs(tmp_path / "runs.csv", rows))]) == 0
+    out = capsys.readouterr().out
+    assert "| F1 answerable | EM answerable |" in out
+    assert "| 2e-4 | 2 | LoRA | 21.00 ± 1.41 | 16.00 ± 1.41 | 0:30:00 ± 0 s | – | 2.00× | 31.73 ± 2.14 | 24.17 ± 2.14 | 2 |" in out
+    assert "| 2e-4 | 2 | Full FT | 24.00 | 19.00 | 1:00:00 | – | 1.00× | – | – | 1 |" in out
+    assert "unanswerable questions left out: 165 of 488" in out
+
+
+def test_old_results_file_without_answerable_columns_reads_as_before(tmp_path, capsys):
+    old_columns = [c for c in RESULT_COLUMNS if c not in ("eval_unanswerable", "f1_answerable", "exact_match_answerable")]
+    path = tmp_path / "old.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(partial_rows())
+    assert summarize.main(["--results", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "answerable" not in out and "| 2e-4 | 2 | LoRA | 77.50 | 64.00 | 0:30:00 | – | 3.33× | 1 |" in out

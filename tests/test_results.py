@@ -160,3 +160,64 @@ def test_an_earlier_versions_header_is_migrated_keeping_its_rows(tmp_path, caplo
         path.write_text(header + "\n", encoding="utf-8")
         with pytest.raises(ResultsFileError, match="header differs"):
             append_result(path, {"method": "lora"})
+
+
+def example(qid, context, answer, start):
+    return {"id": qid, "title": "", "context": context, "question": "q?",
+            "answers": {"text": [answer], "answer_start": [start]}}
+
+
+def test_answerable_means_a_gold_answer_occurs_in_the_context_as_whole_words():
+    from common.inference import score_answerable
+
+    inside = "Ele saiu do edifício."
+    examples = [
+        example("at_start", "Lisboa é a capital.", "Lisboa", 0),
+        example("elsewhere_other_case", "A capital é Lisboa.", "lisboa", 0),  # training re-locates it too
+        example("elsewhere_as_words", "Ele viu o edifício.", "o edifício", 3),
+        # Only inside a longer word ("d|o edifício"): no span of whole tokens equals it.
+        example("inside_a_word", inside, "o edifício", inside.index("o edifício")),
+        example("translated_apart", "A capital é Lisboa.", "Porto", 0),
+    ]
+    predictions = {"at_start": {"text": "Lisboa"}, "elsewhere_other_case": {"text": "Lisboa"},
+                   "elsewhere_as_words": {"text": "edifício"}, "inside_a_word": {"text": "do edifício"},
+                   "translated_apart": {"text": "Lisboa"}}
+    columns = score_answerable(predictions, examples)
+    assert columns["eval_unanswerable"] == 2
+    # Over the three answerable ones: EM 2/3 ("edifício" against "o edifício": the official normalisation drops
+    # English articles only), F1 (1 + 1 + 2/3) / 3.
+    assert columns["exact_match_answerable"] == pytest.approx(200 / 3, abs=1e-3)
+    assert columns["f1_answerable"] == pytest.approx(100 * (2 + 2 / 3) / 3, abs=1e-3)
+    none = score_answerable({"translated_apart": {"text": "x"}}, examples[4:])
+    assert none == {"eval_unanswerable": 1, "f1_answerable": None, "exact_match_answerable": None}
+
+
+def test_results_row_carries_the_answerable_count_and_scores(tmp_path, capsys):
+    import json
+
+    from common import squad_metric
+    from common.data import SMOKE_VALIDATION_FILE, load_squad_file
+    from common.run import main
+
+    evaluation = load_squad_file(SMOKE_VALIDATION_FILE)[:12]
+    for e in evaluation[:3]:  # answers translated apart from their contexts: nowhere in them
+        e["answers"] = {"text": ["xyzzy plugh"], "answer_start": [0]}
+    validation = tmp_path / "validation.json"
+    validation.write_text(json.dumps(evaluation, ensure_ascii=False), encoding="utf-8")
+    results = tmp_path / "runs.csv"
+    status = main(model_size="base", method="lora", argv=[
+        "--smoke", "--train_file", str(SMOKE_VALIDATION_FILE), "--validation_file", str(validation),
+        "--max_train_samples", "16", "--num_epochs", "1", "--results_file", str(results),
+        "--output_dir", str(tmp_path / "out")])
+    assert status == 0, capsys.readouterr().err[-3000:]
+    [row] = read_rows(results)
+    assert row["eval_examples"] == "12" and row["eval_unanswerable"] == "3"
+    predicted = json.loads((tmp_path / "out" / "predictions.json").read_text(encoding="utf-8"))
+    answerable = evaluation[3:]
+    expected = squad_metric.compute(
+        predictions=[{"id": e["id"], "prediction_text": predicted[e["id"]]} for e in answerable],
+        references=[{"id": e["id"], "answers": e["answers"]} for e in answerable])
+    assert float(row["f1_answerable"]) == pytest.approx(expected["f1"], abs=1e-4)
+    assert float(row["exact_match_answerable"]) == pytest.approx(expected["exact_match"], abs=1e-4)
+    # The all-question scores count the three unanswerable ones as zeros (nothing predicted can match "xyzzy").
+    assert float(row["f1"]) == pytest.approx(expected["f1"] * 9 / 12, abs=1e-3)
