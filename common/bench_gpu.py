@@ -1,7 +1,7 @@
 """GPU benchmark: the training step eager and compiled, side by side, for both model sizes and all five methods.
 
-    python -m common.bench --gpu                  # one CUDA GPU: ~6-8 minutes on an H100
-    python -m common.bench --gpu --out results/bench_gpu.csv
+    python -m common.bench --gpu                  # one CUDA GPU (about 10 minutes, from the arms timed so far)
+    python -m common.bench --gpu --out_dir results  # also writes results/bench_gpu.csv
     python -m common.bench --gpu --dry            # the same code paths on a CPU with a tiny model (for tests)
 
 Each configuration (model size x method) is trained through the scripts' own Trainer set-up (common/trainer.py)

