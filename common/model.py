@@ -93,7 +93,7 @@ def resolve_compile(config: RunConfig, *, world_size: int) -> tuple[bool, str]:
     if config.torch_compile is not None:
         return bool(config.torch_compile), "--torch_compile " + str(config.torch_compile).lower()
     if not torch.cuda.is_available():
-        return False, "no CUDA GPU (on a CPU compiling costs more than it saves for these models)"
+        return False, "no CUDA GPU; on a CPU compiling costs more than it saves for these models"
     if world_size > 1:
         return False, "several processes (DDP): not measured compiled, so left eager"
     if config.gradient_checkpointing:
