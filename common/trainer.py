@@ -93,7 +93,11 @@ def qa_loss(*, start_logits, end_logits, start_positions, end_positions, attenti
 def forward_and_loss(model, inputs: dict):
     """The training step's forward: the model on a batch, then the masked QA loss. One function, so that the
     compiled path (common/compile.py) and the eager path compute exactly the same thing."""
-    outputs = model(**{key: inputs[key] for key in MODEL_INPUTS})
+    return loss_of_outputs(model(**{key: inputs[key] for key in MODEL_INPUTS}), inputs)
+
+
+def loss_of_outputs(outputs, inputs: dict):
+    """The masked QA loss of a model's outputs on a batch that holds the labels."""
     return qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
                    attention_mask=inputs["attention_mask"], **{key: inputs[key] for key in LABELS})
 
@@ -158,9 +162,7 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs:  # not used by training; kept for the Trainer's API
                 outputs = model(**{key: inputs[key] for key in MODEL_INPUTS})
-                loss = qa_loss(start_logits=outputs.start_logits, end_logits=outputs.end_logits,
-                               attention_mask=inputs["attention_mask"], **{key: inputs[key] for key in LABELS})
-                return loss, outputs
+                return loss_of_outputs(outputs, inputs), outputs
             if self.cudagraphs:
                 import torch
 
