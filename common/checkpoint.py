@@ -236,10 +236,18 @@ def checkpoint_callbacks(config: RunConfig, *, resume: ResumePoint = ResumePoint
 
     class EpochCheckpointsWithRecord(TrainerCallback):
         def __init__(self):
-            self.started = time.perf_counter()
+            self.started, self.compiling_before = time.perf_counter(), 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
+            from .model import compile_seconds
+
+            self.started, self.compiling_before = time.perf_counter(), compile_seconds()
+
+        def training_seconds(self) -> float:
+            """This session's training so far, compiling left out (as the results row's train_time_s)."""
+            from .model import compile_seconds
+
+            return time.perf_counter() - self.started - (compile_seconds() - self.compiling_before)
 
         def on_step_end(self, args, state, control, **kwargs):
             if control.should_save:
@@ -265,7 +273,7 @@ def checkpoint_callbacks(config: RunConfig, *, resume: ResumePoint = ResumePoint
             record = {
                 "config": vars(config),
                 "global_step": state.global_step,
-                "train_time_s": resume.train_time_s + time.perf_counter() - self.started,
+                "train_time_s": resume.train_time_s + self.training_seconds(),
                 "train_loss_sum": None if resume.train_loss_sum is None else (
                     resume.train_loss_sum + logged_loss_sum(state.log_history, up_to_step=state.global_step)
                     - logged_loss_sum(state.log_history, up_to_step=resume.step)),

@@ -81,8 +81,3 @@ def compile_training_step(model, *, scope: str = "model", backend: str = "induct
         return compiled(model, inputs)
 
     return compiled_forward_and_loss, mode == "reduce-overhead"
-
-
-def compile_seconds() -> float:
-    """Seconds spent compiling so far in this process (dynamo, AOT autograd and the backend; forward and backward)."""
-    return float(torch._dynamo.utils.calculate_time_spent().get("total_wall_time", 0.0))

@@ -101,6 +101,13 @@ def resolve_compile(config: RunConfig, *, world_size: int) -> tuple[bool, str]:
     return True, "a CUDA GPU in a single process"
 
 
+def compile_seconds() -> float:
+    """Seconds spent compiling so far in this process (dynamo, AOT autograd and the backend; forward and backward)."""
+    from torch._dynamo.utils import calculate_time_spent
+
+    return float(calculate_time_spent().get("total_wall_time", 0.0))
+
+
 def quantization_config(config: RunConfig):
     """The paper's QLoRA/QDoRA base: 4-bit NF4, double quantization, bfloat16 compute."""
     if not config.quantize_4bit:

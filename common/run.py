@@ -22,7 +22,7 @@ from .data import (
 )
 from .attention import use_cudnn_attention
 from .batches import PackedWindows, batch_collator, pad_multiple
-from .compile import compile_seconds, compile_training_step
+from .compile import compile_training_step
 from .distributed import bind_local_device, world_size
 from .export import artifact_size_mb, merged_model_complete, write_merged_model
 from .faults import recorded_row, report_bad_input, run_recording_failures
@@ -90,7 +90,9 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     import torch
     from transformers import set_seed
 
-    from .model import count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_precision
+    from .model import (
+        compile_seconds, count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_precision,
+    )
 
     precision = resolve_precision(config)
     logger.info(run_summary(config, precision=precision))

@@ -530,3 +530,16 @@ def test_loss_sum_from_the_log():
     log = [{"loss": 5.0, "step": 1}, {"loss": 4.0, "step": 3}, {"eval_f1": 1.0, "step": 3}, {"loss": 2.0, "step": 4}]
     assert logged_loss_sum(log, up_to_step=4) == pytest.approx(5.0 + 4.0 * 2 + 2.0)
     assert logged_loss_sum(log, up_to_step=3) == pytest.approx(13.0)
+
+
+def test_checkpoint_training_time_leaves_compiling_out(monkeypatch):
+    # A resumed compiled run compiles again: that time is the row's compile_time_s, not its train_time_s.
+    import common.model
+
+    clock = {"now": 100.0, "compiled": 7.0}
+    monkeypatch.setattr("common.checkpoint.time.perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(common.model, "compile_seconds", lambda: clock["compiled"])
+    _, callback = checkpoint_callbacks(parse_config("base", "lora", ["--smoke", "--save_steps", "4"]))
+    callback.on_train_begin(None, None, None)
+    clock["now"], clock["compiled"] = 160.0, 27.0  # a minute later, 20 s of it compiling
+    assert callback.training_seconds() == pytest.approx(40.0)
