@@ -142,6 +142,7 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
+    from .optim import AdamWWithFoldedClipping, is_fused_adamw
     from .sampler import EpochSampler
 
     class QATrainer(Trainer):
@@ -191,9 +192,24 @@ def make_trainer_class():
             self.loss_watch.check()  # the steps after the last logging step
             return output
 
+        def create_optimizer(self, model=None):
+            # The Trainer's fused AdamW, with the gradient clipping done inside its step (common/optim.py).
+            if self.optimizer is None and self.optimizer_cls_and_kwargs is None and self._may_fold_clipping():
+                optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model if model is None else model)
+                if is_fused_adamw(optimizer_cls, kwargs):
+                    self.optimizer_cls_and_kwargs = (AdamWWithFoldedClipping, kwargs)
+            return super().create_optimizer(model)
+
+        def _may_fold_clipping(self) -> bool:
+            # fp16's loss scaler sets the fused step's grad_scale itself; DeepSpeed and FSDP clip their own shards.
+            return not (self.args.fp16 or self.is_fsdp_enabled or self.is_deepspeed_enabled)
+
         def _clip_grad_norm(self, model):
             if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # they clip their own sharded parameters
                 return super()._clip_grad_norm(model)
+            optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps ours
+            if isinstance(optimizer, AdamWWithFoldedClipping) and self.accelerator.scaler is None:
+                return optimizer.clip_before_step(self.args.max_grad_norm)
             # The trained parameters, listed once: `model.parameters()` walks every module at every step (BERT
             # with adapters has ~700), and frozen parameters have no gradient to clip anyway.
             if self._trained_parameters is None:
