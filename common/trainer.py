@@ -143,7 +143,10 @@ def make_trainer_class():
     from transformers import Trainer
 
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
+    from .patches import ask_for_lomo_once
     from .sampler import EpochSampler
+
+    ask_for_lomo_once()  # accelerate's optimizer step would search sys.path twice per step (common/patches.py)
 
     class QATrainer(Trainer):
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation

@@ -15,7 +15,7 @@ from common.data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_fil
 from common.feature_cache import build_features
 from common.model import ensure_smoke_model, load_model
 from common.patches import (
-    BNB_LINEAR4BIT_FORWARD_SHA256, PEFT_DEQUANTIZE_SHA256, apply_compile_patches, dequantize_module_weight, source_hash,
+    ACCELERATE_LOMO_CHECK_SHA256, BNB_LINEAR4BIT_FORWARD_SHA256, PEFT_DEQUANTIZE_SHA256, apply_compile_patches, dequantize_module_weight, source_hash,
 )
 from common.preprocess import MODEL_INPUTS, prepare_train_features
 from common.trainer import collate_without_length, forward_and_loss, make_trainer_class, training_arguments
@@ -262,12 +262,34 @@ def test_bucket_padding_does_not_change_the_loss(windows):
 
 
 def test_patched_library_sources_are_the_ones_the_patches_were_written_for():
-    """Fails when peft or bitsandbytes change the code patched here: re-check common/patches.py, then update."""
+    """Fails when peft, bitsandbytes or accelerate change the code patched here: re-check common/patches.py, then
+    update."""
+    from accelerate.utils import imports
     from bitsandbytes.nn import Linear4bit
     from peft.utils import integrations
 
     assert source_hash(integrations.dequantize_module_weight) == PEFT_DEQUANTIZE_SHA256
     assert source_hash(Linear4bit.forward) == BNB_LINEAR4BIT_FORWARD_SHA256
+    assert source_hash(imports.is_lomo_available) == ACCELERATE_LOMO_CHECK_SHA256
+
+
+def test_optimizer_steps_do_not_search_for_packages(windows, tmp_path, monkeypatch):
+    import importlib.util
+
+    import accelerate.optimizer
+    from accelerate.utils import imports
+
+    config, model = smoke_model("lora", "--report_to", "none")
+    args = training_arguments(config, precision="fp32", output_dir=tmp_path)
+    args.max_steps, args.disable_tqdm = 3, True
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows))
+    assert accelerate.optimizer.is_lomo_available() == imports.is_lomo_available()  # the same answer, asked once
+    searches = []
+    original = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *a, **k: searches.append(a[0]) or original(*a, **k))
+    trainer.train()
+    # accelerate asks once more while preparing the optimizer; unpatched, each step would add two searches.
+    assert searches.count("lomo_optim") <= 1 and trainer.state.global_step == 3
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
