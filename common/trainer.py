@@ -142,6 +142,7 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
+    from .fused_qkv import fused_frozen_qkv
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
     from .patches import ask_for_lomo_once
     from .sampler import EpochSampler
@@ -190,7 +191,12 @@ def make_trainer_class():
             super()._save_checkpoint(model, trial)
 
         def train(self, *args, **kwargs):
-            with step_bookkeeping_without_module_walks(self.model):
+            import torch
+
+            # The dtype autocast computes in: the fused frozen query/key/value weight is made in it, once.
+            autocast_dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+            with step_bookkeeping_without_module_walks(self.model), \
+                    fused_frozen_qkv(self.model, dtype=autocast_dtype):
                 output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output

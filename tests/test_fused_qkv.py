@@ -1,0 +1,196 @@
+"""One GEMM for LoRA's frozen query/key/value projections (common/fused_qkv.py): the same loss and gradients as
+peft's three layers, only where it applies, and the model unchanged afterwards."""
+import contextlib
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import set_seed
+
+from common.config import parse_config
+from common.fused_qkv import BERT_SELF_ATTENTION_FORWARD_SHA256, forward_source_matches, fused_frozen_qkv
+from common.model import ensure_smoke_model, load_model
+from common.patches import source_hash
+from common.trainer import forward_and_loss
+
+
+def smoke_model(method, *flags):
+    config = parse_config("base", method, ["--smoke", "--fast_cpu_dropout", "false", *flags])
+    set_seed(0)
+    return load_model(config, model_name=str(ensure_smoke_model())).train()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 200, (4, 40), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[2:, 30:] = 0  # two windows padded
+    return {"input_ids": ids * mask, "token_type_ids": torch.zeros_like(ids), "attention_mask": mask,
+            "start_positions": torch.tensor([3, 5, 7, 9]), "end_positions": torch.tensor([4, 6, 8, 10])}
+
+
+def step(model, batch, *, fused: bool, dtype=None):
+    """(fused layers, loss, trained parameters' gradients) of one training forward and backward, dropout on."""
+    model.zero_grad()
+    torch.manual_seed(1)  # the same dropout masks, if drawn in the same order
+    context = fused_frozen_qkv(model, dtype=dtype) if fused else contextlib.nullcontext(0)
+    with context as layers, torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+        loss = forward_and_loss(model, batch)
+    loss.backward()
+    return layers, loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_projections_give_peft_loras_loss_and_gradients(batch):
+    model = smoke_model("lora")
+    _, loss, grads = step(model, batch, fused=False)
+    layers, fused_loss, fused_grads = step(model, batch, fused=True)
+    assert layers == 2  # both encoder layers of the smoke model
+    assert fused_loss.item() == loss.item()  # dropout masks drawn in peft's order, the same sums
+    assert fused_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fused_projections_under_bf16_autocast(batch):
+    model = smoke_model("lora")
+    _, loss, grads = step(model, batch, fused=False, dtype=torch.bfloat16)
+    layers, fused_loss, fused_grads = step(model, batch, fused=True, dtype=torch.bfloat16)
+    assert layers == 2
+    # Forward: the same bf16 weights (autocast's cast, done once) and the same GEMMs' dot products.
+    assert fused_loss.item() == loss.item()
+    # Backward, the input's gradient is one GEMM accumulated in fp32 where peft adds three bf16 results: they
+    # differ by bf16 rounding (8 bits of mantissa), the fused one being the more exact.
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=2e-2, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("method, flags", [
+    ("full", ()), ("dora", ()), ("qlora", ()), ("qdora", ()),
+    ("lora", ("--target_modules", "query", "value")),  # key keeps its plain Linear: three GEMMs would not fuse
+])
+def test_other_methods_keep_their_layers(method, flags, batch):
+    model = smoke_model(method, *flags)
+    _, loss, _ = step(model, batch, fused=False)
+    layers, same_loss, _ = step(model, batch, fused=True)
+    assert layers == 0 and same_loss.item() == loss.item()
+
+
+def test_the_model_is_unchanged_after_training(batch):
+    model = smoke_model("lora")
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with fused_frozen_qkv(model, dtype=torch.bfloat16) as layers:
+        assert layers == 2
+        attention = model.base_model.model.bert.encoder.layer[0].attention.self
+        assert "forward" in vars(attention)
+    assert "forward" not in vars(attention)  # the class's forward again: evaluation and export see peft's layers
+    assert [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()] == names
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.counts = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_fewer_kernels_per_step(batch):
+    model = smoke_model("lora")
+    counts = {}
+    for fused in (False, True):
+        with CountOps() as ops:
+            step(model, batch, fused=fused, dtype=torch.bfloat16)
+        counts[fused] = ops.counts
+    gemms = {fused: sum(c.get(op, 0) for op in ("mm", "addmm", "bmm")) for fused, c in counts.items()}
+    # Forward, 3 base GEMMs -> 1 in each layer; backward, 3 input-gradient GEMMs -> 1 in each layer but the first,
+    # whose input needs no gradient (LoRA freezes the embeddings); the base weights get no gradient at all.
+    assert gemms[False] - gemms[True] == 2 * 2 + 2 * 1
+    casts = {fused: c.get("_to_copy", 0) for fused, c in counts.items()}
+    assert casts[False] - casts[True] >= 2 * 6  # the three frozen weights and biases, cast once instead of per step
+    assert sum(counts[True].values()) < sum(counts[False].values())
+
+
+def test_the_replaced_forward_is_the_source_it_was_written_for():
+    """Fails when transformers changes BertSelfAttention.forward: re-check common/fused_qkv.py, then update."""
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    assert source_hash(BertSelfAttention.forward) == BERT_SELF_ATTENTION_FORWARD_SHA256 and forward_source_matches()
+
+
+def test_a_changed_transformers_keeps_its_own_forward(batch, monkeypatch, caplog):
+    monkeypatch.setattr("common.fused_qkv.BERT_SELF_ATTENTION_FORWARD_SHA256", "another source")
+    model = smoke_model("lora")
+    with caplog.at_level("WARNING", logger="bertimbau_qa"), fused_frozen_qkv(model) as layers:
+        assert layers == 0
+    assert "LoRA keeps three projections" in caplog.text
+
+
+def test_the_fused_forward_compiles_without_a_graph_break(batch):
+    model = smoke_model("lora")
+    torch._dynamo.reset()
+    with fused_frozen_qkv(model, dtype=torch.bfloat16), torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(forward_and_loss)(model, batch)
+        fused_weights = [m.forward.__kwdefaults__["_weight"] for m in model.modules() if "forward" in vars(m)]
+    torch._dynamo.reset()
+    assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
+        str(r.reason).splitlines()[0] for r in explained.break_reasons]
+    # CUDA graphs replay them in place as they do parameters, rather than copying them in at every step.
+    assert len(fused_weights) == 2 and all(hasattr(w, "_dynamo_static_input_type") for w in fused_weights)
+
+
+def test_compiled_fused_step_equals_eager_fused_step(batch):
+    model = smoke_model("lora", "--lora_dropout", "0")
+    for module in model.modules():  # dropout off: compiled and eager draw their masks differently
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.attention_probs_dropout_prob = 0.0
+    _, eager_loss, eager_grads = step(model, batch, fused=True)
+    torch._dynamo.reset()
+    with fused_frozen_qkv(model):
+        compiled = torch.compile(forward_and_loss, backend="aot_eager")
+        model.zero_grad()
+        loss = compiled(model, batch)
+        loss.backward()
+    torch._dynamo.reset()
+    assert loss.item() == pytest.approx(eager_loss.item(), abs=1e-6)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the fused weight made in autocast's dtype
+def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
+    from transformers import TrainerCallback
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    from common.batches import PackedWindows, batch_collator
+    from common.trainer import make_trainer_class, training_arguments
+
+    seen = []
+
+    class Look(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen.append(sum("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention)))
+
+    config = parse_config("base", "lora", ["--smoke", "--report_to", "none"])
+    model = smoke_model("lora")
+    lengths = torch.full((32,), 20).numpy()
+    windows = PackedWindows(input_ids=torch.randint(5, 200, (640,)).int().numpy(),
+                            token_type_ids=torch.zeros(640, dtype=torch.int8).numpy(),
+                            starts=(torch.arange(32) * 20).numpy(), lengths=lengths,
+                            start_positions=torch.full((32,), 3).numpy(), end_positions=torch.full((32,), 5).numpy(),
+                            max_length=64)
+    args = training_arguments(config, precision=precision, output_dir=tmp_path)
+    args.max_steps, args.disable_tqdm = 2, True
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows),
+                                   callbacks=[Look()])
+    trainer.train()
+    assert torch.isfinite(torch.tensor(trainer.state.log_history[-1]["train_loss"]))
+    assert seen == [2, 2]  # both layers' attention fused at every step
+    # and peft's layers again after training
+    assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention))
