@@ -6,8 +6,8 @@ more kernel launches, before AdamW reads them again. torch's fused AdamW already
 `grad_scale` tensor as it reads it: it is how `torch.amp.GradScaler` unscales fp16 gradients inside the step.
 Passing 1 / (clip coefficient) there clips in the same kernel. The gradient norm and the coefficient are
 computed exactly as `clip_grad_norm_` computes them (torch's own `get_total_norm`), so the only difference is
-rounding: g / (1/c) instead of g * c, at most one unit in the last place of a gradient (tests/test_optim.py),
-and none at all when the norm is under the threshold (c = 1).
+rounding: g / (1/c) instead of g * c changes the last bits of a clipped gradient (tests/test_optim.py), and
+nothing at all when the norm is under the threshold (c = 1).
 
 Used when the optimizer is the fused AdamW (`--optim adamw_torch_fused`, the default) and no fp16 loss scaler
 owns `grad_scale`; DeepSpeed and FSDP clip their sharded gradients themselves. `--optim adamw_torch` goes back to
