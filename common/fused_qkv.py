@@ -24,6 +24,9 @@ import logging
 from importlib import metadata
 
 import torch
+from transformers.models.bert.modeling_bert import ALL_ATTENTION_FUNCTIONS, BertSelfAttention, eager_attention_forward
+
+from .patches import source_hash
 
 logger = logging.getLogger("bertimbau_qa")
 
@@ -44,6 +47,12 @@ def _plain_lora(module) -> bool:
             and not any(p.requires_grad for p in module.base_layer.parameters()))
 
 
+def _fusable(attention) -> bool:
+    """Query, key and value are plain LoRA layers, all three with a bias or none (BERT's have one each)."""
+    projections = [getattr(attention, name, None) for name in ("query", "key", "value")]
+    return all(_plain_lora(p) for p in projections) and len({p.base_layer.bias is None for p in projections}) == 1
+
+
 def _lora_branch(module, x: torch.Tensor) -> torch.Tensor:
     """What peft's LoRA Linear adds to its base layer's output (peft/tuners/lora/layer.py, Linear.forward)."""
     adapter = module.active_adapters[0]
@@ -56,8 +65,6 @@ def _fused_self_attention_forward(self, weight, bias, hidden_states, attention_m
     """transformers 5.24's BertSelfAttention.forward, the three projections computed as one GEMM."""
     if cache is not None:  # a decoder's key/value cache: not BERT QA; transformers' own forward
         return type(self).forward(self, hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
-    from transformers.models.bert.modeling_bert import ALL_ATTENTION_FUNCTIONS, eager_attention_forward
-
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, self.attention_head_size)
     projected = torch.nn.functional.linear(hidden_states, weight, bias).split(self.all_head_size, dim=-1)
@@ -74,10 +81,6 @@ def _fused_self_attention_forward(self, weight, bias, hidden_states, attention_m
 
 
 def forward_source_matches() -> bool:
-    from transformers.models.bert.modeling_bert import BertSelfAttention
-
-    from .patches import source_hash
-
     return source_hash(BertSelfAttention.forward) == BERT_SELF_ATTENTION_FORWARD_SHA256
 
 
@@ -86,17 +89,12 @@ def fused_frozen_qkv(model: torch.nn.Module, *, dtype: torch.dtype | None = None
     """While inside, every BERT self-attention whose query, key and value are plain LoRA layers computes the three
     frozen projections as one GEMM; yields how many layers do. `dtype`: what autocast computes in during training
     (None: the weights' own dtype)."""
-    from transformers.models.bert.modeling_bert import BertSelfAttention
-
-    layers = [m for m in model.modules() if isinstance(m, BertSelfAttention)
-              and all(_plain_lora(getattr(m, name, None)) for name in ("query", "key", "value"))]
+    layers = [m for m in model.modules() if isinstance(m, BertSelfAttention) and _fusable(m)]
     if layers and not forward_source_matches():
         logger.warning("transformers %s: BertSelfAttention.forward is not the source the fused query/key/value "
                        "projection was written against (transformers %s); LoRA keeps three projections",
                        metadata.version("transformers"), ", ".join(TRANSFORMERS_TESTED))
         layers = []
-    layers = [m for m in layers if len({m.query.base_layer.bias is None, m.key.base_layer.bias is None,
-                                        m.value.base_layer.bias is None}) == 1]  # BERT's have a bias each
     for layer in layers:
         bases = [getattr(layer, name).base_layer for name in ("query", "key", "value")]
         target = dtype or bases[0].weight.dtype

@@ -217,7 +217,7 @@ def make_trainer_class():
             if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # they clip their own sharded parameters
                 return super()._clip_grad_norm(model)
             optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps ours
-            if isinstance(optimizer, AdamWWithFoldedClipping) and self.accelerator.scaler is None:
+            if isinstance(optimizer, AdamWWithFoldedClipping):  # made only where _may_fold_clipping() holds
                 return optimizer.clip_before_step(self.args.max_grad_norm)
             # The trained parameters, listed once: `model.parameters()` walks every module at every step (BERT
             # with adapters has ~700), and frozen parameters have no gradient to clip anyway.
