@@ -14,6 +14,8 @@ Scopes (`--compile_scope`), measured on an H200 with BERTimbau-Base LoRA at batc
   (23 s), but every layer costs a graph launch and a guard check, forward and backward: 37 steps/s. The
   embeddings, the mask and the loss stay eager (a few dozen kernels).
 Evaluation always runs eagerly (QATrainer.predict): its batches have other shapes.
+With inductor, its batch-linear pass is on (BATCH_LINEAR_FUSION below): LoRA's query/key/value branches become
+batched GEMMs.
 """
 from __future__ import annotations
 
@@ -26,6 +28,16 @@ from .patches import apply_compile_patches, prepare_4bit_layers_for_compile
 from .trainer import forward_and_loss
 
 logger = logging.getLogger("bertimbau_qa")
+
+
+# Inductor's own pass (torch/_inductor/fx_passes/group_batch_fusion.py, off by default) that turns independent
+# linears of the same shapes into one batched GEMM. In a LoRA layer whose frozen query/key/value are one GEMM
+# (common/fused_qkv.py), the three LoRA branches are such linears: their A products (tokens x 768 by 768 x r) and
+# B products are each one `bmm` instead of three `mm`, forward and backward, ~11 GEMM kernels fewer per layer
+# (GEMMs this thin take a launch's time whatever their size). Nothing else in a BERT step has independent 2-D
+# linears of equal shapes. Sets of 2 and up (the pass's default is 5, tuned for recommendation models); the
+# search depth reaches from the attention back to the A products of all three projections.
+BATCH_LINEAR_FUSION = {"batch_linear": {"min_fuse_set_size": 2, "max_fuse_search_depth": 10}}
 
 
 def _encoder(model) -> torch.nn.Module:
@@ -65,6 +77,11 @@ def compile_training_step(model, *, scope: str = "model", backend: str = "induct
     apply_compile_patches()
     prepare_4bit_layers_for_compile(model)
     options = {"backend": backend, "mode": mode, "dynamic": None}
+    if backend == "inductor":  # torch.compile takes a mode or inductor options, not both: the mode's options here
+        from torch._inductor import list_mode_options
+
+        options = {"backend": backend, "dynamic": None,
+                   "options": {**(list_mode_options(mode) if mode else {}), "pre_grad_fusion_options": BATCH_LINEAR_FUSION}}
     if scope == "layers":
         encoder = _encoder(model)
         for layer in encoder.layer:

@@ -54,11 +54,18 @@ def _fusable(attention) -> bool:
 
 
 def _lora_branch(module, x: torch.Tensor) -> torch.Tensor:
-    """What peft's LoRA Linear adds to its base layer's output (peft/tuners/lora/layer.py, Linear.forward)."""
+    """What peft's LoRA Linear adds to its base layer's output (peft/tuners/lora/layer.py, Linear.forward).
+
+    Computed on the tokens as one 2-D matrix, which is what `linear` does inside anyway (the same GEMM, the same
+    numbers): compiled, inductor's batch-linear pass (common/compile.py) only recognises 2-D linears, and then
+    turns query's, key's and value's LoRA A (and B) products into one batched GEMM each.
+    """
     adapter = module.active_adapters[0]
     lora_A, lora_B = module.lora_A[adapter], module.lora_B[adapter]
     x = module._cast_input_dtype(x, lora_A.weight.dtype)
-    return lora_B(lora_A(module.lora_dropout[adapter](x))) * module.scaling[adapter]
+    tokens = x.reshape(-1, x.shape[-1])
+    branch = lora_B(lora_A(module.lora_dropout[adapter](tokens))) * module.scaling[adapter]
+    return branch.view(*x.shape[:-1], branch.shape[-1])
 
 
 def _fused_self_attention_forward(self, weight, bias, hidden_states, attention_mask=None, cache=None, **kwargs):

@@ -194,3 +194,55 @@ def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
     assert seen == [2, 2]  # both layers' attention fused at every step
     # and peft's layers again after training
     assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention))
+
+
+def inductor_step_code(model, batch):
+    """(loss, gradients, generated code) of one training step compiled by the scripts' compile_training_step with
+    the real code generator (CPU C++ kernels), fused projections on, dropout off."""
+    from torch._inductor.utils import run_and_get_code
+
+    from common.compile import compile_training_step
+
+    def train_step():
+        compiled, _ = compile_training_step(model, scope="model", backend="inductor")
+        model.zero_grad()
+        with fused_frozen_qkv(model):
+            loss = compiled(model, batch)
+            loss.backward()
+        return loss.detach()
+
+    # Without the caches: a cached graph is not generated again, and its code not shown.
+    with torch._inductor.config.patch(force_disable_caches=True):
+        loss, code = run_and_get_code(train_step)
+    torch._dynamo.reset()
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, "\n".join(code)
+
+
+def test_compiled_lora_batches_the_three_projections_gemms(batch, monkeypatch):
+    import re
+
+    import common.compile
+
+    model = smoke_model("lora", "--lora_dropout", "0")
+    for module in model.modules():  # dropout off: compiled and eager draw their masks differently
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.attention_probs_dropout_prob = 0.0
+    _, eager_loss, eager_grads = step(model, batch, fused=True)
+    loss, grads, code = inductor_step_code(model, batch)
+    monkeypatch.setattr(common.compile, "BATCH_LINEAR_FUSION", {})
+    _, _, unbatched_code = inductor_step_code(model, batch)
+
+    def gemms(text):
+        calls = re.findall(r"extern_kernels\.(mm|addmm|bmm)\(", text)
+        return len(calls), calls.count("bmm")
+
+    (total, bmm), (unbatched_total, unbatched_bmm) = gemms(code), gemms(unbatched_code)
+    # Per layer, forward: query/key/value's three LoRA A products -> one bmm, three B products -> one (-4);
+    # backward: the weight gradients of A and B and the input gradients of B and A, three each -> one (-8), but in
+    # the first layer, whose input needs no gradient (LoRA freezes the embeddings), A's input gradient is not made.
+    assert unbatched_total - total == 12 + 10
+    assert bmm - unbatched_bmm == (2 + 3) + (2 + 4)  # in their place: each layer's forward and backward bmm
+    assert loss.item() == pytest.approx(eager_loss.item(), abs=1e-6)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
