@@ -14,8 +14,8 @@ Scopes (`--compile_scope`), measured on an H200 with BERTimbau-Base LoRA at batc
   (23 s), but every layer costs a graph launch and a guard check, forward and backward: 37 steps/s. The
   embeddings, the mask and the loss stay eager (a few dozen kernels).
 Evaluation always runs eagerly (QATrainer.predict): its batches have other shapes.
-With inductor, its batch-linear pass is on (BATCH_LINEAR_FUSION below): LoRA's query/key/value branches become
-batched GEMMs.
+With inductor, its batch-linear passes are on (BATCH_LINEAR_FUSION below): the query/key/value projections and their
+LoRA/DoRA branches become fewer, batched GEMMs.
 """
 from __future__ import annotations
 
@@ -30,14 +30,18 @@ from .trainer import forward_and_loss
 logger = logging.getLogger("bertimbau_qa")
 
 
-# Inductor's own pass (torch/_inductor/fx_passes/group_batch_fusion.py, off by default) that turns independent
-# linears of the same shapes into one batched GEMM. In a LoRA layer whose frozen query/key/value are one GEMM
-# (common/fused_qkv.py), the three LoRA branches are such linears: their A products (tokens x 768 by 768 x r) and
-# B products are each one `bmm` instead of three `mm`, forward and backward, ~11 GEMM kernels fewer per layer
-# (GEMMs this thin take a launch's time whatever their size). Nothing else in a BERT step has independent 2-D
-# linears of equal shapes. Sets of 2 and up (the pass's default is 5, tuned for recommendation models); the
-# search depth reaches from the attention back to the A products of all three projections.
-BATCH_LINEAR_FUSION = {"batch_linear": {"min_fuse_set_size": 2, "max_fuse_search_depth": 10}}
+# Inductor's own passes (torch/_inductor/fx_passes/group_batch_fusion.py, off by default) that make independent
+# linears on 2-D inputs fewer GEMMs; common/fused_qkv.py computes BERT's query/key/value on the tokens as one matrix
+# while training so that they apply. `batch_linear_lhs`: linears of one input become one GEMM of concatenated
+# weights (full fine-tuning's query, key and value; the frozen bases of DoRA's); `batch_linear`: linears of equal
+# shapes on different inputs become one `bmm` (LoRA's and DoRA's A products of the three dropped-out inputs, then
+# their B products). Forward and backward alike: for a 2-layer LoRA step, 22 GEMM kernels fewer
+# (tests/test_fused_qkv.py). GEMMs this thin (tokens x 768 by 768 x 8) cost a launch's time whatever their size,
+# and three 768x768 ones fill an H100's tiles in three partial waves where one 768x2304 GEMM fills two full ones.
+# The same-input pass goes first, or the other would stack one input three times. Sets of 2 and up (their default
+# is 5, tuned for recommendation models); the search reaches from the attention back to the A products.
+BATCH_LINEAR_FUSION = {"batch_linear_lhs": {"min_fuse_set_size": 2},
+                       "batch_linear": {"min_fuse_set_size": 2, "max_fuse_search_depth": 10}}
 
 
 def _encoder(model) -> torch.nn.Module:

@@ -142,7 +142,7 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
-    from .fused_qkv import fused_frozen_qkv
+    from .fused_qkv import training_projections
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
     from .patches import ask_for_lomo_once
     from .sampler import EpochSampler
@@ -196,7 +196,7 @@ def make_trainer_class():
             # The dtype autocast computes in: the fused frozen query/key/value weight is made in it, once.
             autocast_dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
             with step_bookkeeping_without_module_walks(self.model), \
-                    fused_frozen_qkv(self.model, dtype=autocast_dtype):
+                    training_projections(self.model, dtype=autocast_dtype):
                 output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output

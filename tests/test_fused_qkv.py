@@ -1,5 +1,6 @@
-"""One GEMM for LoRA's frozen query/key/value projections (common/fused_qkv.py): the same loss and gradients as
-peft's three layers, only where it applies, and the model unchanged afterwards."""
+"""BERT's query/key/value while training (common/fused_qkv.py): one GEMM for LoRA's frozen projections, the same
+loss and gradients as peft's three layers, only where it applies; every method's projections on the tokens as one
+matrix, the same numbers eagerly and fewer GEMMs compiled; the model unchanged afterwards."""
 import contextlib
 
 import pytest
@@ -8,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import set_seed
 
 from common.config import parse_config
-from common.fused_qkv import BERT_SELF_ATTENTION_FORWARD_SHA256, forward_source_matches, fused_frozen_qkv
+from common.fused_qkv import BERT_SELF_ATTENTION_FORWARD_SHA256, forward_source_matches, training_projections
 from common.model import ensure_smoke_model, load_model
 from common.patches import source_hash
 from common.trainer import forward_and_loss
@@ -34,7 +35,7 @@ def step(model, batch, *, fused: bool, dtype=None):
     """(fused layers, loss, trained parameters' gradients) of one training forward and backward, dropout on."""
     model.zero_grad()
     torch.manual_seed(1)  # the same dropout masks, if drawn in the same order
-    context = fused_frozen_qkv(model, dtype=dtype) if fused else contextlib.nullcontext(0)
+    context = training_projections(model, dtype=dtype) if fused else contextlib.nullcontext(0)
     with context as layers, torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
         loss = forward_and_loss(model, batch)
     loss.backward()
@@ -69,18 +70,28 @@ def test_fused_projections_under_bf16_autocast(batch):
     ("full", ()), ("dora", ()), ("qlora", ()), ("qdora", ()),
     ("lora", ("--target_modules", "query", "value")),  # key keeps its plain Linear: three GEMMs would not fuse
 ])
-def test_other_methods_keep_their_layers(method, flags, batch):
+def test_other_methods_keep_their_layers_on_the_token_matrix(method, flags, batch):
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
     model = smoke_model(method, *flags)
-    _, loss, _ = step(model, batch, fused=False)
-    layers, same_loss, _ = step(model, batch, fused=True)
-    assert layers == 0 and same_loss.item() == loss.item()
+    _, loss, grads = step(model, batch, fused=False)
+    layers, same_loss, same_grads = step(model, batch, fused=True)
+    assert layers == 0
+    # The projections through the layers themselves, on the tokens as one matrix: what `linear` computes on the
+    # 3-D input anyway, so the same loss to the bit. Backward, the layer input's gradient adds the same four terms
+    # (query, key, value, the residual) in another order: equal to fp32 rounding.
+    assert same_loss.item() == loss.item()
+    for name in grads:
+        torch.testing.assert_close(same_grads[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    with training_projections(model):
+        assert sum("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention)) == 2
 
 
 def test_the_model_is_unchanged_after_training(batch):
     model = smoke_model("lora")
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    with fused_frozen_qkv(model, dtype=torch.bfloat16) as layers:
+    with training_projections(model, dtype=torch.bfloat16) as layers:
         assert layers == 2
         attention = model.base_model.model.bert.encoder.layer[0].attention.self
         assert "forward" in vars(attention)
@@ -126,22 +137,29 @@ def test_the_replaced_forward_is_the_source_it_was_written_for():
 def test_a_changed_transformers_keeps_its_own_forward(batch, monkeypatch, caplog):
     monkeypatch.setattr("common.fused_qkv.BERT_SELF_ATTENTION_FORWARD_SHA256", "another source")
     model = smoke_model("lora")
-    with caplog.at_level("WARNING", logger="bertimbau_qa"), fused_frozen_qkv(model) as layers:
+    with caplog.at_level("WARNING", logger="bertimbau_qa"), training_projections(model) as layers:
         assert layers == 0
     assert "LoRA keeps three projections" in caplog.text
 
 
-def test_the_fused_forward_compiles_without_a_graph_break(batch):
-    model = smoke_model("lora")
+@pytest.mark.parametrize("method", ["lora", "full", "dora", "qlora", "qdora"])
+def test_the_training_projections_compile_without_a_graph_break(method, batch):
+    from common.patches import apply_compile_patches, prepare_4bit_layers_for_compile
+
+    model = smoke_model(method)
+    apply_compile_patches()
+    prepare_4bit_layers_for_compile(model)
     torch._dynamo.reset()
-    with fused_frozen_qkv(model, dtype=torch.bfloat16), torch.autocast("cpu", dtype=torch.bfloat16):
+    with training_projections(model, dtype=torch.bfloat16), torch.autocast("cpu", dtype=torch.bfloat16):
         explained = torch._dynamo.explain(forward_and_loss)(model, batch)
-        fused_weights = [m.forward.__kwdefaults__["_weight"] for m in model.modules() if "forward" in vars(m)]
+        fused_weights = [m.forward.args[1].keywords["weight"] for m in model.modules()
+                         if "forward" in vars(m) and "weight" in getattr(m.forward.args[1], "keywords", {})]
     torch._dynamo.reset()
     assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
         str(r.reason).splitlines()[0] for r in explained.break_reasons]
     # CUDA graphs replay them in place as they do parameters, rather than copying them in at every step.
-    assert len(fused_weights) == 2 and all(hasattr(w, "_dynamo_static_input_type") for w in fused_weights)
+    assert len(fused_weights) == (2 if method == "lora" else 0)
+    assert all(hasattr(w, "_dynamo_static_input_type") for w in fused_weights)
 
 
 def test_compiled_fused_step_equals_eager_fused_step(batch):
@@ -152,7 +170,7 @@ def test_compiled_fused_step_equals_eager_fused_step(batch):
     model.config.attention_probs_dropout_prob = 0.0
     _, eager_loss, eager_grads = step(model, batch, fused=True)
     torch._dynamo.reset()
-    with fused_frozen_qkv(model):
+    with training_projections(model):
         compiled = torch.compile(forward_and_loss, backend="aot_eager")
         model.zero_grad()
         loss = compiled(model, batch)
@@ -206,7 +224,7 @@ def inductor_step_code(model, batch):
     def train_step():
         compiled, _ = compile_training_step(model, scope="model", backend="inductor")
         model.zero_grad()
-        with fused_frozen_qkv(model):
+        with training_projections(model):
             loss = compiled(model, batch)
             loss.backward()
         return loss.detach()
@@ -218,15 +236,25 @@ def inductor_step_code(model, batch):
     return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, "\n".join(code)
 
 
-def test_compiled_lora_batches_the_three_projections_gemms(batch, monkeypatch):
+@pytest.mark.parametrize("method, fewer_gemms, more_bmm", [
+    # Per layer, forward: query/key/value's three LoRA A products -> one bmm, three B products -> one (-4);
+    # backward: the weight gradients of A and B and the input gradients of B and A, three each -> one (-8), but in
+    # the first layer, whose input needs no gradient (LoRA freezes the embeddings), A's input gradient is not made.
+    # In their place each layer's forward and backward bmm: (2 + 3) and (2 + 4).
+    ("lora", 12 + 10, (2 + 3) + (2 + 4)),
+    # The three projections as one GEMM of concatenated weights: forward, input gradient, weight gradient (-6).
+    ("full", 2 * 6, 0),
+    ("qdora", None, None),  # 4-bit bases and DoRA's branches: fewer GEMMs, in peft's and bitsandbytes' own code
+])
+def test_compiled_projections_are_fewer_gemms(method, fewer_gemms, more_bmm, batch, monkeypatch):
     import re
 
     import common.compile
 
-    model = smoke_model("lora", "--lora_dropout", "0")
+    model = smoke_model(method)
     for module in model.modules():  # dropout off: compiled and eager draw their masks differently
         if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+            module.p = 0.0  # still three dropout calls, as in training: LoRA's A products have three inputs
     model.config.attention_probs_dropout_prob = 0.0
     _, eager_loss, eager_grads = step(model, batch, fused=True)
     loss, grads, code = inductor_step_code(model, batch)
@@ -238,11 +266,10 @@ def test_compiled_lora_batches_the_three_projections_gemms(batch, monkeypatch):
         return len(calls), calls.count("bmm")
 
     (total, bmm), (unbatched_total, unbatched_bmm) = gemms(code), gemms(unbatched_code)
-    # Per layer, forward: query/key/value's three LoRA A products -> one bmm, three B products -> one (-4);
-    # backward: the weight gradients of A and B and the input gradients of B and A, three each -> one (-8), but in
-    # the first layer, whose input needs no gradient (LoRA freezes the embeddings), A's input gradient is not made.
-    assert unbatched_total - total == 12 + 10
-    assert bmm - unbatched_bmm == (2 + 3) + (2 + 4)  # in their place: each layer's forward and backward bmm
+    if fewer_gemms is None:
+        assert total < unbatched_total
+    else:
+        assert (unbatched_total - total, bmm - unbatched_bmm) == (fewer_gemms, more_bmm)
     assert loss.item() == pytest.approx(eager_loss.item(), abs=1e-6)
     for name, grad in eager_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
