@@ -84,8 +84,8 @@ def compile_training_step(model, *, scope: str = "model", backend: str = "induct
     if backend == "inductor":  # torch.compile takes a mode or inductor options, not both: the mode's options here
         from torch._inductor import list_mode_options
 
-        options = {"backend": backend, "dynamic": None,
-                   "options": {**(list_mode_options(mode) if mode else {}), "pre_grad_fusion_options": BATCH_LINEAR_FUSION}}
+        inductor_options = {**(list_mode_options(mode) if mode else {}), "pre_grad_fusion_options": BATCH_LINEAR_FUSION}
+        options = {"backend": backend, "dynamic": None, "options": inductor_options}
     if scope == "layers":
         encoder = _encoder(model)
         for layer in encoder.layer:
