@@ -80,12 +80,12 @@ def compile_training_step(model, *, scope: str = "model", backend: str = "induct
     mode = "reduce-overhead" if cuda_graphs and torch.cuda.is_available() and backend == "inductor" else None
     apply_compile_patches()
     prepare_4bit_layers_for_compile(model)
-    options = {"backend": backend, "mode": mode, "dynamic": None}
+    options = {"backend": backend, "dynamic": None}
     if backend == "inductor":  # torch.compile takes a mode or inductor options, not both: the mode's options here
         from torch._inductor import list_mode_options
 
-        inductor_options = {**(list_mode_options(mode) if mode else {}), "pre_grad_fusion_options": BATCH_LINEAR_FUSION}
-        options = {"backend": backend, "dynamic": None, "options": inductor_options}
+        options["options"] = {**(list_mode_options(mode) if mode else {}),
+                              "pre_grad_fusion_options": BATCH_LINEAR_FUSION}
     if scope == "layers":
         encoder = _encoder(model)
         for layer in encoder.layer:

@@ -14,7 +14,8 @@ frozen, adapters unmerged. DoRA computes its base output inside peft's variant a
 weights: they keep peft's layers.
 
 Why the tokens as one matrix: `linear` on a (batch, length, hidden) input computes on the (batch x length, hidden)
-matrix anyway, so eagerly nothing changes, to the bit. Compiled, inductor's batch-linear passes
+matrix anyway, so eagerly the loss is the same to the bit; backward, the layer input's gradient adds the same four
+terms (query, key, value, the residual) in another order, equal to rounding (tests/test_fused_qkv.py). Compiled, inductor's batch-linear passes
 (common/compile.py) only recognise linears on 2-D inputs: they then make the three projections of full
 fine-tuning one GEMM of concatenated weights, and the LoRA/DoRA branches' A and B products (and QLoRA's) batched
 GEMMs, forward and backward.
