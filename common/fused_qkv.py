@@ -69,10 +69,11 @@ def _lora_branch(module, tokens: torch.Tensor) -> torch.Tensor:
     return lora_B(lora_A(module.lora_dropout[adapter](tokens))) * module.scaling[adapter]
 
 
-def _fused_projections(self, tokens, *, weight, bias):
+def _fused_projections(self, tokens):
     """Query, key and value of plain LoRA layers: the frozen ones as one GEMM, each LoRA branch added in peft's
     order (base output, then the branch)."""
-    projected = torch.nn.functional.linear(tokens, weight, bias).split(self.all_head_size, dim=-1)
+    projected = torch.nn.functional.linear(tokens, self.fused_qkv_weight, self.fused_qkv_bias).split(
+        self.all_head_size, dim=-1)
     return [base + _lora_branch(module, tokens) for base, module in zip(projected, (self.query, self.key, self.value))]
 
 
@@ -81,15 +82,15 @@ def _own_projections(self, tokens):
     return [self.query(tokens), self.key(tokens), self.value(tokens)]
 
 
-def _self_attention_forward(self, projections, hidden_states, attention_mask=None, cache=None, **kwargs):
+def _self_attention_forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
     """transformers 5.24's BertSelfAttention.forward, the projections computed on the tokens as one matrix."""
     if cache is not None:  # a decoder's key/value cache: not BERT QA; transformers' own forward
-        return type(self).forward(self, hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
+        return BertSelfAttention.forward(self, hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
     input_shape = hidden_states.shape[:-1]
     hidden_shape = (*input_shape, -1, self.attention_head_size)
     tokens = hidden_states.reshape(-1, hidden_states.shape[-1])
     query_layer, key_layer, value_layer = (
-        projected.view(*hidden_shape).transpose(1, 2) for projected in projections(self, tokens))
+        projected.view(*hidden_shape).transpose(1, 2) for projected in self.training_projections(tokens))
     attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
                                                                 eager_attention_forward)
     attn_output, attn_weights = attention_interface(
@@ -97,6 +98,21 @@ def _self_attention_forward(self, projections, hidden_states, attention_mask=Non
         dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
     attn_output = attn_output.reshape(*input_shape, -1).contiguous()
     return attn_output, attn_weights
+
+
+@functools.lru_cache(maxsize=None)
+def _training_class(cls: type, fused: bool) -> type:
+    """`cls` with the forward above; one class per kind of layer, shared by all layers of that kind.
+
+    Why a class and not a per-layer `layer.forward = partial(...)`: torch.compile guards on the identity of an
+    instance's forward, so with `--compile_scope layers` every layer would be compiled again (and past the
+    compiler's limit of 8, the remaining layers of BERTimbau-Large ran eagerly). All layers of one class share
+    one compilation; the fused weights are buffers, which the compiler takes as inputs.
+    """
+    projections = _fused_projections if fused else _own_projections
+    return type(f"Training{cls.__name__}", (cls,), {"forward": _self_attention_forward,
+                                                     "training_projections": projections,
+                                                     "__module__": __name__})
 
 
 def forward_source_matches() -> bool:
@@ -115,9 +131,10 @@ def training_projections(model: torch.nn.Module, *, dtype: torch.dtype | None = 
                        "projections)", metadata.version("transformers"), ", ".join(TRANSFORMERS_TESTED))
         layers = []
     fused = 0
-    for layer in layers:
-        projections = _own_projections
-        if _fusable(layer):
+    original_classes = [layer.__class__ for layer in layers]
+    for layer, original_class in zip(layers, original_classes):
+        fusable = _fusable(layer)
+        if fusable:
             bases = [getattr(layer, name).base_layer for name in ("query", "key", "value")]
             target = dtype or bases[0].weight.dtype
             with torch.no_grad():  # frozen: made once; autocast would cast each weight to `target` at every step
@@ -127,12 +144,15 @@ def training_projections(model: torch.nn.Module, *, dtype: torch.dtype | None = 
                 if tensor is not None:
                     # Like a parameter for CUDA graphs: replayed in place, not copied into the graph's inputs each step.
                     torch._dynamo.mark_static_address(tensor)
-            projections = functools.partial(_fused_projections, weight=weight, bias=bias)
+            # Not persistent: the state dict (checkpoints saved while training) stays as it is.
+            layer.register_buffer("fused_qkv_weight", weight, persistent=False)
+            layer.register_buffer("fused_qkv_bias", bias, persistent=False)
             fused += 1
-        # An instance attribute: the class and its state dict stay as they are.
-        layer.forward = functools.partial(_self_attention_forward, layer, projections)
+        layer.__class__ = _training_class(original_class, fusable)
     try:
         yield fused
     finally:
-        for layer in layers:
-            del layer.forward
+        for layer, original_class in zip(layers, original_classes):
+            layer.__class__ = original_class
+            for name in ("fused_qkv_weight", "fused_qkv_bias"):
+                layer._buffers.pop(name, None)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import set_seed
+from transformers.models.bert.modeling_bert import BertSelfAttention
 
 from common.config import parse_config
 from common.fused_qkv import BERT_SELF_ATTENTION_FORWARD_SHA256, forward_source_matches, training_projections
@@ -84,7 +85,7 @@ def test_other_methods_keep_their_layers_on_the_token_matrix(method, flags, batc
     for name in grads:
         torch.testing.assert_close(same_grads[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
     with training_projections(model):
-        assert sum("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention)) == 2
+        assert sum(type(m) is not BertSelfAttention for m in model.modules() if isinstance(m, BertSelfAttention)) == 2
 
 
 def test_the_model_is_unchanged_after_training(batch):
@@ -94,8 +95,10 @@ def test_the_model_is_unchanged_after_training(batch):
     with training_projections(model, dtype=torch.bfloat16) as layers:
         assert layers == 2
         attention = model.base_model.model.bert.encoder.layer[0].attention.self
-        assert "forward" in vars(attention)
-    assert "forward" not in vars(attention)  # the class's forward again: evaluation and export see peft's layers
+        assert type(attention) is not BertSelfAttention and "fused_qkv_weight" in dict(attention.named_buffers())
+        assert "fused_qkv_weight" not in model.state_dict()  # checkpoints saved while training stay as they are
+    assert type(attention) is BertSelfAttention  # the class's forward again: evaluation and export see peft's layers
+    assert not hasattr(attention, "fused_qkv_weight")
     assert [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()] == names
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
@@ -152,14 +155,39 @@ def test_the_training_projections_compile_without_a_graph_break(method, batch):
     torch._dynamo.reset()
     with training_projections(model, dtype=torch.bfloat16), torch.autocast("cpu", dtype=torch.bfloat16):
         explained = torch._dynamo.explain(forward_and_loss)(model, batch)
-        fused_weights = [m.forward.args[1].keywords["weight"] for m in model.modules()
-                         if "forward" in vars(m) and "weight" in getattr(m.forward.args[1], "keywords", {})]
+        fused_weights = [b for n, b in model.named_buffers() if n.endswith("fused_qkv_weight")]
     torch._dynamo.reset()
     assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
         str(r.reason).splitlines()[0] for r in explained.break_reasons]
     # CUDA graphs replay them in place as they do parameters, rather than copying them in at every step.
     assert len(fused_weights) == (2 if method == "lora" else 0)
     assert all(hasattr(w, "_dynamo_static_input_type") for w in fused_weights)
+
+
+@pytest.mark.parametrize("method, compilations", [
+    ("lora", 2),  # the first layer's input does not require grad (LoRA freezes the embeddings), the others' do
+    ("full", 1),
+])
+def test_every_layer_shares_one_compilation_with_the_training_projections(method, compilations, batch):
+    """`--compile_scope layers` compiles one layer for all of them; a per-layer replaced forward made the compiler
+    start again at every layer, and past its limit of 8 the rest of BERTimbau-Large ran eagerly."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    from common.compile import compile_training_step
+    from common.model import SMOKE_MODEL_SHAPE, ensure_tiny_model
+
+    config = parse_config("base", method, ["--smoke", "--fast_cpu_dropout", "false"])
+    model_dir = ensure_tiny_model(shape={**SMOKE_MODEL_SHAPE, "num_hidden_layers": 10})  # past the limit of 8
+    model = load_model(config, model_name=str(model_dir)).train()
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled, _ = compile_training_step(model, scope="layers", backend=counter)
+    with training_projections(model) as fused:
+        for _ in range(2):
+            compiled(model, batch).backward()
+    torch._dynamo.reset()
+    assert fused == (10 if method == "lora" else 0)
+    assert counter.frame_count == compilations
 
 
 def test_compiled_fused_step_equals_eager_fused_step(batch):
@@ -193,7 +221,7 @@ def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
 
     class Look(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
-            seen.append(sum("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention)))
+            seen.append(sum(hasattr(m, "fused_qkv_weight") for m in model.modules() if isinstance(m, BertSelfAttention)))
 
     config = parse_config("base", "lora", ["--smoke", "--report_to", "none"])
     model = smoke_model("lora")
@@ -211,7 +239,7 @@ def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
     assert torch.isfinite(torch.tensor(trainer.state.log_history[-1]["train_loss"]))
     assert seen == [2, 2]  # both layers' attention fused at every step
     # and peft's layers again after training
-    assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, BertSelfAttention))
+    assert all(type(m) is BertSelfAttention for m in model.modules() if isinstance(m, BertSelfAttention))
 
 
 def inductor_step_code(model, batch):
