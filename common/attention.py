@@ -46,7 +46,7 @@ def use_cudnn_attention(enabled: bool) -> None:
     Eagerly, PyTorch 2.11's cuDNN attention spent 1.4-4.8 ms of CPU per call on an H200 (its profile: 286 ms of
     CPU for 60 backward calls of BERTimbau-Base, against 2 ms of GPU), more than the rest of an eager step put
     together; the memory-efficient kernel takes the same boolean mask without that set-up. Inside a CUDA graph
-    the set-up is paid once, at capture, so the compiled step keeps PyTorch's choice.
+    the set-up is paid once, at capture, so a captured or compiled step keeps PyTorch's choice.
     """
     import torch
 

@@ -124,8 +124,9 @@ def batch_collator(windows: PackedWindows, *, pad_to_multiple_of: int = 1):
     return collate
 
 
-def pad_multiple(*, compiled: bool, on_gpu: bool) -> int:
-    """How far batches are padded: buckets when compiled (few shapes), x8 for tensor cores on a GPU, else none."""
-    if compiled:
+def pad_multiple(*, few_shapes: bool, on_gpu: bool) -> int:
+    """How far batches are padded: buckets where few shapes are wanted (compiled, or captured in CUDA graphs), x8 for
+    tensor cores on a GPU, else none."""
+    if few_shapes:
         return BUCKET
     return 8 if on_gpu else 1

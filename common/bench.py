@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_gpu import write_rows
+from .bench_gpu import ARMS, parse_configs, write_rows
 from .config import ConfigError, FlagParser, layered_defaults
 from .data import (
     PUBLIC_SAMPLE_DATASET, SMOKE_TRAIN_FILE, align_training_answers, load_hub_sample, load_squad_file,
@@ -320,10 +320,12 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora", "dora", "qdora"],
                         help="GPU table: methods")
     parser.add_argument("--timed_steps", type=int, default=40, help="GPU table: timed steps per arm")
-    parser.add_argument("--scopes", nargs="+", default=["layers", "model"], choices=["layers", "model"],
-                        help="GPU table: compile scopes, the first for every configuration (layers: seconds to "
-                             "compile, so all ten fit in minutes), the others for Base LoRA (model: the scripts' "
-                             "default, about a minute to compile)")
+    parser.add_argument("--configs", nargs="+", metavar="SIZE:METHOD[:ARM,...]",
+                        help="GPU table: these configurations in this order, each with its arms (instead of --sizes x "
+                             "--methods), e.g. base:lora:eager,graphs,compiled-model large:full")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS),
+                        help="GPU table: the arms of every configuration (default: eager, graphs, compiled-layers; "
+                             "full fine-tuning also throughput-layers, Base LoRA also compiled-model)")
     parser.add_argument("--dry", action="store_true",
                         help="GPU table on a CPU with a tiny model and few steps: runs its code paths, measures nothing")
     parser.add_argument("--data", type=Path, help="CPU comparison data: the public sample of squad_v1_pt "
@@ -333,6 +335,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out_dir", type=Path, help="also write bench_cpu.csv / bench_gpu.csv here (default: "
                         "print only; `--out_dir results` refreshes the repository's recorded numbers)")
     args = parser.parse_args(argv)
+    try:
+        parse_configs(args.configs, sizes=args.sizes, methods=args.methods, arms=args.arms)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     quiet_library_noise()
     summary = {}
     if not args.gpu:
@@ -349,13 +356,14 @@ def main(argv=None) -> int:
         from .bench_gpu import gpu_table
 
         summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, warmup_per_bucket=1,
-                                   timed_steps=min(args.timed_steps, 2), profile_steps=1, scopes=args.scopes, dry=True,
+                                   timed_steps=min(args.timed_steps, 2), profile_steps=1, arms=args.arms,
+                                   configs=args.configs, dry=True,
                                    out_csv=gpu_csv)
     elif not args.cpu and torch.cuda.is_available():
         from .bench_gpu import gpu_table
 
         summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, timed_steps=args.timed_steps,
-                                   scopes=args.scopes, out_csv=gpu_csv)
+                                   arms=args.arms, configs=args.configs, out_csv=gpu_csv)
     elif args.gpu:
         print("[bench] no CUDA device: GPU table skipped (--dry runs its code paths on the CPU)")
     print(json.dumps(summary))

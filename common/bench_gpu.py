@@ -1,22 +1,24 @@
-"""GPU benchmark: the training step eager and compiled, side by side, for both model sizes and all five methods.
+"""GPU benchmark: the training step eager and on the fast paths, side by side, for both model sizes and all five methods.
 
-    python -m common.bench --gpu                  # one CUDA GPU (about 10 minutes, from the arms timed so far)
+    python -m common.bench --gpu                  # one CUDA GPU (about 10 minutes)
     python -m common.bench --gpu --out_dir results  # also writes results/bench_gpu.csv
     python -m common.bench --gpu --dry            # the same code paths on a CPU with a tiny model (for tests)
 
 Each configuration (model size x method) is trained through the scripts' own Trainer set-up (common/trainer.py)
 on synthetic windows whose lengths follow Portuguese SQuAD at 384/128 (random weights and token ids: nothing to
-download), with the paper's batch sizes (16 Base, 8 Large) and bf16, in two arms:
-- eager: `--torch_compile false` (the sync-free step and packed batches, no compilation);
-- compiled: CUDA graphs and batches padded to buckets of 64, compiled per encoder layer (`--compile_scope layers`,
-  seconds to compile, so that every configuration fits in the run); Base LoRA also with the scripts' default
-  whole-model compilation (`--compile_scope model`, about a minute to compile).
-Full fine-tuning also gets a throughput arm (`--throughput`: 4x batch, compiled).
-Warm-up steps first visit every bucket three times (compilation and CUDA-graph recording happen there and are
+download), with the paper's batch sizes (16 Base, 8 Large) and bf16, in arms (ARMS below; `--arms` picks them):
+- eager: `--torch_compile false --cuda_graphs off` (the sync-free step and packed batches, no compilation);
+- graphs: the eager step captured whole in CUDA graphs, one per bucket of 64 tokens (`--torch_compile false`);
+- compiled-layers / compiled-model: compiled per encoder layer (seconds) or as a whole (about a minute for
+  Base), captured whole (`--cuda_graphs step`, the default);
+- trees-*: torch.compile's reduce-overhead mode, forward and backward graphs (`--cuda_graphs trees`);
+- throughput-*: `--throughput` (4x batch).
+Warm-up steps first visit every bucket three times (compilation and CUDA-graph capture happen there and are
 reported as compile/warm-up seconds), then `--timed_steps` steps in length-grouped order are timed, then a few
 steps run under the profiler for CUDA kernels per step and the fraction of wall time the GPU was busy. During
 the timed steps `torch.cuda.set_sync_debug_mode` counts host-device synchronisations (expected: 0).
 "2 epochs" projects the measured real-token rate onto the full training set, beside the paper's measured time.
+`BENCH_PROFILE_LOG=FILE` appends each arm's profile (busiest CPU operations and GPU kernels) to FILE.
 """
 from __future__ import annotations
 
@@ -203,7 +205,31 @@ def profile_summary(profiler, *, steps: int, wall_s: float, on_gpu: bool) -> tup
     return len(ops) / steps, float("nan")
 
 
-def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path, shape: dict, windows_for,
+# The arms a configuration can be measured in: (compiled, compile scope, CUDA graphs asked for, throughput mode).
+ARMS = {
+    "eager": (False, "", "off", False),  # the eager step, no CUDA graphs
+    "graphs": (False, "", "step", False),  # the eager step captured whole in CUDA graphs: nothing to compile
+    "compiled-model": (True, "model", "step", False),  # the scripts' default: compiled, captured whole
+    "compiled-layers": (True, "layers", "step", False),
+    "trees-model": (True, "model", "trees", False),  # torch.compile's reduce-overhead mode (the earlier default)
+    "trees-layers": (True, "layers", "trees", False),
+    "throughput-graphs": (False, "", "step", True),
+    "throughput-layers": (True, "layers", "step", True),
+    "throughput-model": (True, "model", "step", True),
+}
+# Each configuration's arms unless --arms says otherwise: eager against the new paths; full fine-tuning also in
+# throughput mode; Base LoRA also with the whole-model compilation (about a minute).
+DEFAULT_ARMS = ("eager", "graphs", "compiled-layers")
+
+
+def arms_for(size: str, method: str, arms=None) -> list[str]:
+    if arms:
+        return list(arms)
+    extra = ["throughput-layers"] if method == "full" else ["compiled-model"] if (size, method) == ("base", "lora") else []
+    return [*DEFAULT_ARMS, *extra]
+
+
+def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dict, windows_for,
                 warmup_per_bucket: int, timed_steps: int, profile_steps: int, dry: bool, work_dir: Path) -> dict:
     """Train one arm for its warm-up, timed and profiled steps; its row."""
     import torch
@@ -211,14 +237,14 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
 
     from .attention import use_cudnn_attention
     from .compile import compile_training_step
-    from .model import SMOKE_VOCAB, compile_seconds, count_parameters, load_model, resolve_precision
+    from .model import SMOKE_VOCAB, compile_seconds, count_parameters, load_model, resolve_cuda_graphs, resolve_precision
     from .trainer import forward_and_loss, make_trainer_class, training_arguments
 
     on_gpu = torch.cuda.is_available()
-    compiled = arm != "eager"
+    compiled, scope, graphs_asked, throughput = ARMS[arm]
     config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir), logging_steps=10**6,
-                     report_to="none", torch_compile=compiled, compile_scope=scope, throughput=arm == "throughput",
-                     fast_cpu_dropout=False)
+                     report_to="none", torch_compile=compiled, compile_scope=scope or "model", throughput=throughput,
+                     cuda_graphs=graphs_asked, fast_cpu_dropout=False)
     config = apply_throughput(config)
     windows = windows_for(config.max_seq_length)
     order, warmup_steps = step_order(windows, batch_size=config.batch_size, warmup_steps_per_bucket=warmup_per_bucket,
@@ -230,10 +256,12 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
     trainable, total = count_parameters(model)
     trainable_linear = sum(p.numel() for n, p in model.named_parameters()
                            if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
-    use_cudnn_attention(compiled)  # as common/run.py does
+    graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
+    use_cudnn_attention(compiled or graphs != "off")  # as common/run.py does
     forward_loss, cudagraphs = forward_and_loss, False
     if compiled:
-        forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor")
+        forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor",
+                                                         cuda_graphs=graphs == "trees")
     precision = resolve_precision(config)
     args = training_arguments(config, precision=precision, output_dir=work_dir / f"{size}-{method}-{arm}")
     args.max_steps = len(order) // config.batch_size
@@ -253,9 +281,10 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
 
     tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
     trainer = InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(compiled=compiled,
+                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(few_shapes=compiled or graphs != "off",
                                                                                             on_gpu=on_gpu)),
-                      forward_loss=forward_loss, cudagraphs=cudagraphs, callbacks=[Marks()])
+                      forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=graphs == "step",
+                      callbacks=[Marks()])
     compiling_before = compile_seconds()
     trainer.train()
     marks = clock.marks
@@ -270,8 +299,11 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
     profile_log = os.environ.get("BENCH_PROFILE_LOG")  # where to append the profiled steps' busiest operations
     if profile_log:
         with open(profile_log, "a", encoding="utf-8") as handle:
-            handle.write(f"\n=== {size} {method} {arm} {scope if compiled else ''}: {profile_steps} steps\n")
-            handle.write(clock.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+            handle.write(f"\n=== {size} {method} {arm}: {profile_steps} steps\n")
+            averages = clock.profiler.key_averages()
+            handle.write(averages.table(sort_by="self_cpu_time_total", row_limit=25))
+            if on_gpu:  # where the GPU's time goes once the CPU no longer holds it back
+                handle.write(averages.table(sort_by="self_device_time_total", row_limit=30))
     kernels, busy = profile_summary(clock.profiler, steps=profile_steps, on_gpu=on_gpu,
                                     wall_s=marks[warmup_steps + timed_steps + profile_steps] - marks[warmup_steps + timed_steps])
     mean_length = LENGTH_MEDIAN * math.exp(LENGTH_SIGMA ** 2 / 2)
@@ -279,7 +311,7 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
     row = {
         "device": device, "model_size": size, "method": method, "arm": arm,
         "compile_scope": scope if compiled else "", "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": cudagraphs,
+        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": graphs,
         "steps_per_s": round(timed_steps / seconds, 2), "real_tokens_per_s": round(tokens_per_s),
         "mfu_percent": round(100 * flops * tokens_per_s / peak, 1) if peak else "",
         "projected_2_epochs_s": round(projected, 1), "paper_2_epochs_s": PAPER_TIME_2_EPOCHS_S[(size, method)],
@@ -295,9 +327,26 @@ def measure_arm(*, size: str, method: str, arm: str, scope: str, model_dir: Path
     return row
 
 
-def gpu_table(*, sizes, methods, warmup_per_bucket: int = WARMUP_PER_BUCKET, timed_steps: int = 40,
-              profile_steps: int = 5, scopes=("layers", "model"), dry: bool = False, out_csv: Path | None = None) -> list[dict]:
-    """Both arms for every size x method (throughput arm for full; other scopes for Base LoRA); the rows."""
+def parse_configs(specs, *, sizes, methods, arms=None) -> list[tuple[str, str, list[str]]]:
+    """(size, method, arms) to measure, in order: from `--configs size:method[:arm,arm...]`, else every size x method
+    with `arms` (or each configuration's default arms)."""
+    if not specs:
+        return [(size, method, arms_for(size, method, arms)) for size in sizes for method in methods]
+    configs = []
+    for spec in specs:
+        size, method, *rest = spec.split(":")
+        chosen = rest[0].split(",") if rest else arms_for(size, method, arms)
+        unknown = [a for a in chosen if a not in ARMS] + ([size] if size not in GPU_SHAPES else [])
+        if unknown or len(rest) > 1:
+            raise ValueError(f"--configs {spec!r}: expected size:method[:arm,...] (arms: {', '.join(ARMS)})")
+        configs.append((size, method, chosen))
+    return configs
+
+
+def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dora", "qdora"), configs=None,
+              warmup_per_bucket: int = WARMUP_PER_BUCKET, timed_steps: int = 40, profile_steps: int = 5, arms=None,
+              dry: bool = False, out_csv: Path | None = None) -> list[dict]:
+    """The arms of every configuration (`parse_configs`); the rows."""
     import torch
     from transformers import BertConfig, BertForQuestionAnswering
 
@@ -322,40 +371,35 @@ def gpu_table(*, sizes, methods, warmup_per_bucket: int = WARMUP_PER_BUCKET, tim
           f"packed gather {timings['collate_packed_gather_ms']} ms", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for size in sizes:
+        for size, method, config_arms in parse_configs(configs, sizes=sizes, methods=methods, arms=arms):
             shape = {**shapes[size], "max_position_embeddings": 512}
             model_dir = tmp / size
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shape)).save_pretrained(model_dir)
-            for method in methods:
-                arms = [("eager", "layers"), ("compiled", scopes[0])]
-                if method == "full":
-                    arms.append(("throughput", scopes[0]))
-                if size == "base" and method == "lora":
-                    arms += [("compiled", scope) for scope in scopes[1:]]
-                for arm, scope in arms:
-                    try:
-                        row = measure_arm(size=size, method=method, arm=arm, scope=scope, model_dir=model_dir,
-                                          shape=shape, windows_for=windows_for, warmup_per_bucket=warmup_per_bucket,
-                                          timed_steps=timed_steps, profile_steps=profile_steps, dry=dry, work_dir=tmp)
-                    except Exception as exc:  # one failing configuration must not lose the others' numbers
-                        print(f"[bench] {size} {method} {arm}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                        row = {"model_size": size, "method": method, "arm": arm, "error": repr(exc)[:300]}
-                    rows.append({**row, **timings})
-                    if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
-                        write_rows(out_csv, rows)
-                    if "error" not in row:
-                        print(f"[bench] {size:5s} {method:5s} {arm:10s} {row['compile_scope'] or '-':6s} "
-                              f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
-                              f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
-                              f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
-                              f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
-                              f"syncs/step {row['syncs_per_step']}  peak {row['peak_memory_mb']} MB", flush=True)
-                    torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
-                    gc.collect()
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
+            if not model_dir.exists():
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shape)).save_pretrained(model_dir)
+            for arm in config_arms:
+                try:
+                    row = measure_arm(size=size, method=method, arm=arm, model_dir=model_dir,
+                                      shape=shape, windows_for=windows_for, warmup_per_bucket=warmup_per_bucket,
+                                      timed_steps=timed_steps, profile_steps=profile_steps, dry=dry, work_dir=tmp)
+                except Exception as exc:  # one failing configuration must not lose the others' numbers
+                    print(f"[bench] {size} {method} {arm}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                    row = {"model_size": size, "method": method, "arm": arm, "error": repr(exc)[:300]}
+                rows.append({**row, **timings})
+                if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
+                    write_rows(out_csv, rows)
+                if "error" not in row:
+                    print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['cuda_graphs']:5s} "
+                          f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
+                          f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
+                          f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
+                          f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
+                          f"syncs/step {row['syncs_per_step']}  peak {row['peak_memory_mb']} MB", flush=True)
+                torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     print_side_by_side(rows)
     if out_csv is not None:
         print(f"[bench] rows written to {out_csv}")
@@ -363,17 +407,19 @@ def gpu_table(*, sizes, methods, warmup_per_bucket: int = WARMUP_PER_BUCKET, tim
 
 
 def print_side_by_side(rows: list[dict]) -> None:
-    """One line per size x method: eager against compiled."""
-    by_key = {(r["model_size"], r["method"], r["arm"], r.get("compile_scope")): r for r in rows if "error" not in r}
-    print("[bench] size  method   eager steps/s -> compiled (x)   MFU eager -> compiled   2 epochs eager -> compiled")
-    for size, method in dict.fromkeys((r["model_size"], r["method"]) for r in rows):
-        eager = by_key.get((size, method, "eager", ""))
-        compiled = next((r for k, r in by_key.items() if k[:3] == (size, method, "compiled")), None)
-        if eager and compiled:
-            print(f"[bench] {size:5s} {method:5s}  {eager['steps_per_s']:8.2f} -> {compiled['steps_per_s']:8.2f} "
-                  f"({compiled['steps_per_s'] / eager['steps_per_s']:.1f}x)   {eager['mfu_percent']}% -> "
-                  f"{compiled['mfu_percent']}%   {eager['projected_2_epochs_s'] / 60:.1f} -> "
-                  f"{compiled['projected_2_epochs_s'] / 60:.1f} min", flush=True)
+    """One line per size x method: eager against the fastest other arm at the paper's batch size."""
+    measured = [r for r in rows if "error" not in r]
+    print("[bench] size  method   eager steps/s -> fastest arm (x)   MFU   2 epochs (+ compile)")
+    for size, method in dict.fromkeys((r["model_size"], r["method"]) for r in measured):
+        arms = [r for r in measured if (r["model_size"], r["method"]) == (size, method)]
+        eager = next((r for r in arms if r["arm"] == "eager"), None)
+        others = [r for r in arms if r["arm"] != "eager" and not ARMS[r["arm"]][3]]
+        if eager and others:
+            best = max(others, key=lambda r: r["steps_per_s"])
+            print(f"[bench] {size:5s} {method:5s}  {eager['steps_per_s']:8.2f} -> {best['steps_per_s']:8.2f} {best['arm']} "
+                  f"({best['steps_per_s'] / eager['steps_per_s']:.1f}x)   {eager['mfu_percent']}% -> "
+                  f"{best['mfu_percent']}%   {eager['projected_2_epochs_s'] / 60:.1f} -> "
+                  f"{best['projected_2_epochs_s'] / 60:.1f} min (+ {best['compile_s']} s)", flush=True)
 
 
 def write_rows(path: Path | None, rows: list[dict]) -> None:

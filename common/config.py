@@ -153,14 +153,20 @@ class RunConfig:
         f"sqrt({THROUGHPUT_BATCH_FACTOR}), for the fastest good model on a big GPU; recorded in the results row.",
         default=False)
     torch_compile: Optional[bool] = _help(
-        "Compile the training step with torch.compile and, on a GPU, capture it in CUDA graphs (one per bucket of "
-        "64 tokens). Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it "
-        "off.", default=None)
+        "Compile the training step's forward and loss with torch.compile (batches padded to buckets of 64 tokens). "
+        "Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it off.",
+        default=None)
     compile_scope: str = _help(
-        "What --torch_compile compiles: model (the whole forward and loss in one graph, replayed with two launches "
-        "a step; about a minute to compile Base) or layers (each encoder layer; one compilation serves all layers, "
-        "about 10-25 s, but a launch and a cache lookup per layer: 2.5x slower steps for Base LoRA).",
+        "What --torch_compile compiles: model (the whole forward and loss in one graph; about a minute to compile "
+        "Base) or layers (each encoder layer; one compilation serves all layers, about 10-25 s; with --cuda_graphs "
+        "trees a launch and a cache lookup per layer: 2.5x slower steps for Base LoRA).",
         default="model")
+    cuda_graphs: str = _help(
+        "CUDA graphs on a GPU: step (the whole training step, forward, backward, clipping and AdamW, captured in one "
+        "graph per bucket of 64 tokens, compiled or not), trees (torch.compile's reduce-overhead mode: forward and "
+        "backward graphs, the optimizer outside; needs --torch_compile) or off. step applies in a single process "
+        "without gradient accumulation, with the fused AdamW and bf16/fp32; elsewhere the run says why not.",
+        default="step")
     feature_cache: bool = _help("Reuse tokenized windows cached on disk by an earlier run with the same data, tokenizer and windowing.", default=True)
     dataloader_num_workers: int = _help("Worker processes for the data loader.", default=0)
     num_threads: int = _help("CPU threads for torch (0: torch's default, one per core; smoke runs use 1).", default=0)
@@ -257,6 +263,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.max_answer_length >= 1, f"--max_answer_length {config.max_answer_length}: must be >= 1"),
         (config.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {config.precision!r}: choose auto, bf16, fp16 or fp32"),
         (config.compile_scope in ("layers", "model"), f"--compile_scope {config.compile_scope!r}: choose layers or model"),
+        (config.cuda_graphs in ("step", "trees", "off"), f"--cuda_graphs {config.cuda_graphs!r}: choose step, trees or off"),
         (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
         (config.max_eval_samples is None or config.max_eval_samples >= 1, f"--max_eval_samples {config.max_eval_samples}: must be >= 1"),

@@ -101,6 +101,30 @@ def resolve_compile(config: RunConfig, *, world_size: int) -> tuple[bool, str]:
     return True, "a CUDA GPU in a single process"
 
 
+def resolve_cuda_graphs(config: RunConfig, *, world_size: int) -> tuple[str, str]:
+    """(step, trees or off; why): which CUDA graphs a run's training steps are captured in (common/step_graph.py)."""
+    if config.cuda_graphs == "off":
+        return "off", "--cuda_graphs off"
+    if not torch.cuda.is_available():
+        return "off", "no CUDA GPU"
+    if world_size > 1:
+        return "off", "several processes (DDP): not measured with CUDA graphs"
+    if config.gradient_accumulation_steps > 1:
+        # A micro-batch's gradients would have to outlive the replay of the next one, which reuses their memory.
+        return "off", "--gradient_accumulation_steps > 1"
+    if config.gradient_checkpointing:
+        return "off", "--gradient_checkpointing: recomputation and CUDA graphs not measured together"
+    if config.cuda_graphs == "trees":
+        if not resolve_compile(config, world_size=world_size)[0]:
+            return "off", "--cuda_graphs trees needs --torch_compile"
+        return "trees", "--cuda_graphs trees"
+    if resolve_precision(config) == "fp16":
+        return "off", "fp16: its loss scaler reads on the host whether gradients overflowed (--cuda_graphs trees works)"
+    if config.optim != "adamw_torch_fused":
+        return "off", f"--optim {config.optim}: whole-step graphs capture torch's fused AdamW (adamw_torch_fused)"
+    return "step", "a CUDA GPU in a single process"
+
+
 def compile_seconds() -> float:
     """Seconds spent compiling so far in this process (dynamo, AOT autograd and the backend; forward and backward)."""
     from torch._dynamo.utils import calculate_time_spent

@@ -21,6 +21,10 @@ import torch
 class AdamWWithFoldedClipping(torch.optim.AdamW):
     """torch's AdamW (fused) whose next step applies the clipping that `clip_before_step` computed."""
 
+    # Set when the step already ran inside a whole training step (common/step_graph.py): the Trainer's own call of
+    # `step()` that follows then does nothing.
+    step_already_taken = False
+
     def clip_before_step(self, max_norm: float) -> torch.Tensor:
         """The gradients' total 2-norm (what `clip_grad_norm_` returns); the next `step` clips them to max_norm.
 
@@ -35,6 +39,9 @@ class AdamWWithFoldedClipping(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
+        if self.step_already_taken:
+            self.step_already_taken = False
+            return None
         try:
             return super().step(closure)
         finally:

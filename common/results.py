@@ -40,7 +40,7 @@ RESULT_COLUMNS = [
     "train_time_s", "compile_time_s", "eval_time_s", "train_tokens_per_s",
     "peak_memory_mb", "trainable_params", "total_params", "train_loss", "artifact_size_mb",
     # provenance
-    "device", "precision", "compiled", "throughput_mode", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
+    "device", "precision", "compiled", "cuda_graphs", "throughput_mode", "git_commit", "git_dirty", "versions", "status", "error", "output_dir",
     # resumption (docs/faults.md)
     "resumes", "resumed_from_step",
 ]
@@ -94,7 +94,7 @@ def data_source_label(config: RunConfig) -> str:
 
 def describe_run(config: RunConfig, *, world_size: int) -> dict:
     """The columns that say what ran, where and with which code: shared by finished and failed runs' rows."""
-    from .model import resolve_compile, resolve_precision
+    from .model import resolve_compile, resolve_cuda_graphs, resolve_precision
 
     commit, dirty = git_state(REPO_ROOT)
     return {
@@ -121,6 +121,7 @@ def describe_run(config: RunConfig, *, world_size: int) -> dict:
         "device": device_name(),
         "precision": resolve_precision(config),
         "compiled": str(resolve_compile(config, world_size=world_size)[0]).lower(),
+        "cuda_graphs": resolve_cuda_graphs(config, world_size=world_size)[0],
         "throughput_mode": str(config.throughput).lower(),
         "git_commit": commit,
         "git_dirty": dirty,

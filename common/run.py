@@ -91,7 +91,8 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     from transformers import set_seed
 
     from .model import (
-        compile_seconds, count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_precision,
+        compile_seconds, count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_cuda_graphs,
+        resolve_precision,
     )
 
     precision = resolve_precision(config)
@@ -152,25 +153,29 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
                 100 * trainable / total)
 
     # --- train ---
-    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope,
-                                                      cuda_graphs=config.gradient_accumulation_steps == 1)
+    graphs, graphs_reason = resolve_cuda_graphs(config, world_size=world_size())
+    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope, cuda_graphs=graphs == "trees")
                                 if compiled else (forward_and_loss, False))
-    logger.info("Training step: %s (%s)", f"compiled ({config.compile_scope}{', CUDA graphs' if cudagraphs else ''})"
-                if compiled else "eager", compile_reason)
+    logger.info("Training step: %s (%s); CUDA graphs: %s (%s)",
+                f"compiled ({config.compile_scope})" if compiled else "eager", compile_reason,
+                {"step": "the whole step, one graph per bucket", "trees": "torch.compile's forward and backward graphs",
+                 "off": "none"}[graphs], graphs_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
-    use_cudnn_attention(compiled)  # eagerly, cuDNN attention costs more CPU than the rest of a step
+    # Eagerly, cuDNN attention costs more CPU than the rest of a step; captured or compiled, it is paid once.
+    use_cudnn_attention(compiled or graphs != "off")
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,
             args=training_arguments(config, precision=precision, output_dir=output_dir),
             train_dataset=windows,
             data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(
-                compiled=compiled, on_gpu=torch.cuda.is_available())),
+                few_shapes=compiled or graphs != "off", on_gpu=torch.cuda.is_available())),
             eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, resume=resume),
             forward_loss=forward_loss,
             cudagraphs=cudagraphs,
+            step_graphs=graphs == "step",
         )
     started, compiling_before = time.perf_counter(), compile_seconds()
     train_output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)

@@ -153,13 +153,18 @@ def make_trainer_class():
         loss_is_scaled_for_ga = False  # our loss is a per-batch mean: the Trainer divides it for accumulation
 
         def __init__(self, *args, forward_loss=forward_and_loss, cudagraphs: bool = False, eval_data_collator=None,
-                     **kwargs):
+                     step_graphs: bool = False, step_graph_capture=None, **kwargs):
             super().__init__(*args, **kwargs)
             # Training batches come from packed windows (common/batches.py); evaluation windows are a
             # `datasets.Dataset` with their own collator.
             self.eval_data_collator = eval_data_collator or self.data_collator
             self.forward_loss = forward_loss  # forward_and_loss, or its compiled form
-            self.cudagraphs = cudagraphs
+            self.cudagraphs = cudagraphs  # torch.compile's CUDA graph trees (--cuda_graphs trees)
+            # The whole step in one CUDA graph per shape (--cuda_graphs step, common/step_graph.py); the capture
+            # function is for tests, which pass a CPU stand-in for CUDA graphs.
+            self.step_graphs_enabled, self.step_graph_capture = step_graphs, step_graph_capture
+            self.step_graphs = None
+            self._step_grad_norm = None
             self.loss_watch = LossWatch(learning_rate=self.args.learning_rate)
             self._flop_parameters = None
             self._trained_parameters = None
@@ -176,11 +181,44 @@ def make_trainer_class():
             return self.forward_loss(model, inputs)
 
         def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.step_graphs_enabled:
+                return self._whole_training_step(model, inputs)
             loss = super().training_step(model, inputs, num_items_in_batch)
             # Checked on the device, read at logging steps, checkpoints and the end (see LossWatch): the Trainer
             # would log a NaN loss as the average of the earlier ones and go on.
             self.loss_watch.observe(loss, step=self.state.global_step + 1)
             return loss
+
+        def _whole_training_step(self, model, inputs):
+            """Forward, backward, clipping and the optimizer step at once, captured per shape (common/step_graph.py);
+            the Trainer's own clipping and optimizer step that follow then only hand on what this step did."""
+            from .step_graph import StepGraphs
+
+            if not isinstance(self._inner_optimizer(), AdamWWithFoldedClipping) or self.args.gradient_accumulation_steps != 1:
+                raise RuntimeError("step graphs need the fused AdamW with folded clipping and no gradient accumulation")
+            model.train()
+            inputs = self._prepare_inputs(inputs)
+            if self.step_graphs is None:
+                self.step_graphs = StepGraphs(optimizer=self._inner_optimizer(),
+                                              train_step=lambda batch: self._one_whole_step(model, batch),
+                                              zero_grad=lambda: model.zero_grad(set_to_none=True),
+                                              capture=self.step_graph_capture)
+            loss, self._step_grad_norm = self.step_graphs.step(inputs)
+            self._inner_optimizer().step_already_taken = True  # the Trainer's optimizer.step() next: nothing to do
+            self.loss_watch.observe(loss, step=self.state.global_step + 1)
+            return loss
+
+        def _one_whole_step(self, model, inputs):
+            with self.compute_loss_context_manager():
+                loss = self.compute_loss(model, inputs)
+            loss.backward()
+            optimizer = self._inner_optimizer()
+            norm = optimizer.clip_before_step(self.args.max_grad_norm)
+            optimizer.step()
+            return loss.detach(), norm
+
+        def _inner_optimizer(self):
+            return getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps ours
 
         def log(self, logs, *args, **kwargs):
             self.loss_watch.check()  # the Trainer reads the loss here anyway: no extra wait
@@ -195,6 +233,7 @@ def make_trainer_class():
 
             # The dtype autocast computes in: the fused frozen query/key/value weight is made in it, once.
             autocast_dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+            self.step_graphs = None  # captured for this training only
             with step_bookkeeping_without_module_walks(self.model), \
                     training_projections(self.model, dtype=autocast_dtype):
                 output = super().train(*args, **kwargs)
@@ -216,7 +255,9 @@ def make_trainer_class():
         def _clip_grad_norm(self, model):
             if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # they clip their own sharded parameters
                 return super()._clip_grad_norm(model)
-            optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps ours
+            optimizer = self._inner_optimizer()
+            if self.step_graphs_enabled and self._step_grad_norm is not None:
+                return self._step_grad_norm  # clipped inside the whole step (common/step_graph.py)
             if isinstance(optimizer, AdamWWithFoldedClipping):  # made only where _may_fold_clipping() holds
                 return optimizer.clip_before_step(self.args.max_grad_norm)
             # The trained parameters, listed once: `model.parameters()` walks every module at every step (BERT

@@ -67,16 +67,28 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     out = tmp_path / "bench_gpu.csv"
     assert bench.main(["--gpu", "--dry", "--sizes", "base", "--methods", "lora", "--out_dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "collation of 16 windows" in printed and "eager steps/s -> compiled" in printed
+    assert "collation of 16 windows" in printed and "eager steps/s -> fastest arm" in printed
     rows = {row["arm"]: row for row in csv.DictReader(open(out, encoding="utf-8"))}
-    assert set(rows) == {"eager", "compiled"} and not any(row.get("error") for row in rows.values())
+    assert set(rows) == {"eager", "graphs", "compiled-layers", "compiled-model"}
+    assert not any(row.get("error") for row in rows.values())
+    assert {row["cuda_graphs"] for row in rows.values()} == {"off"}  # no CUDA GPU: nothing is captured
     for row in rows.values():
         assert float(row["steps_per_s"]) > 0 and float(row["real_tokens_per_s"]) > 0
         assert float(row["projected_2_epochs_s"]) > 0 and row["paper_2_epochs_s"] == "1897"
         assert float(row["collate_packed_gather_ms"]) < float(row["collate_tokenizer_pad_ms"])
-    assert float(rows["compiled"]["compile_s"]) > 0 and float(rows["eager"]["compile_s"]) == 0
+    assert float(rows["compiled-layers"]["compile_s"]) > 0 and float(rows["eager"]["compile_s"]) == 0
+    assert float(rows["graphs"]["compile_s"]) == 0
     # Compiled, the step dispatches fewer operations (fused into graphs) than eagerly.
-    assert float(rows["compiled"]["kernels_per_step"]) < float(rows["eager"]["kernels_per_step"])
+    assert float(rows["compiled-model"]["kernels_per_step"]) < float(rows["eager"]["kernels_per_step"])
+
+
+def test_gpu_configurations_and_their_arms(capsys):
+    assert bench_gpu.parse_configs(["large:full", "base:lora:eager,graphs"], sizes=[], methods=[]) == [
+        ("large", "full", ["eager", "graphs", "compiled-layers", "throughput-layers"]),
+        ("base", "lora", ["eager", "graphs"])]
+    assert bench_gpu.parse_configs(None, sizes=["base"], methods=["dora"], arms=["graphs"]) == [("base", "dora", ["graphs"])]
+    assert bench.main(["--gpu", "--dry", "--configs", "base:lora:eager,fast"]) == 2
+    assert "--configs 'base:lora:eager,fast': expected size:method[:arm,...]" in capsys.readouterr().err
 
 
 def test_warm_up_visits_every_bucket_before_the_timed_steps():

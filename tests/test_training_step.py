@@ -72,7 +72,7 @@ def test_buckets_pad_to_multiples_of_64_capped_at_max_length(windows):
         assert torch.equal(batch["attention_mask"].sum(1), torch.tensor(windows.lengths[chosen]))
         assert (batch["input_ids"][batch["attention_mask"] == 0] == 0).all()  # padding is [PAD], masked
     assert shapes <= {64, 128}
-    assert pad_multiple(compiled=True, on_gpu=True) == BUCKET and pad_multiple(compiled=False, on_gpu=False) == 1
+    assert pad_multiple(few_shapes=True, on_gpu=True) == BUCKET and pad_multiple(few_shapes=False, on_gpu=False) == 1
 
 
 def test_features_padded_to_max_length_pack_like_unpadded_ones(smoke_tokenizer, windows):

@@ -1,0 +1,209 @@
+"""The whole training step captured per batch shape (common/step_graph.py), proved on a CPU.
+
+CUDA graphs need a GPU, so the capture is replaced by a stand-in with their semantics: capturing records the
+step's operations (below autograd, as a CUDA graph records kernels) and leaves every tensor that existed before
+as it was (a capture runs nothing); a replay runs the recorded operations again on the recorded tensors, with the
+Python values of the capture baked in. Training through it must give the same numbers as the Trainer's own step.
+"""
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from common.batches import PackedWindows, batch_collator
+from common.config import parse_config
+from common.model import ensure_smoke_model, load_model, resolve_cuda_graphs
+from common.step_graph import StepGraphs
+from common.trainer import make_trainer_class, training_arguments
+
+
+def _storage(tensor):
+    return tensor.untyped_storage().data_ptr()
+
+
+class _Recorder(TorchDispatchMode):
+    """Records every operation; snapshots the storage of a tensor made before the capture when it is first written."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.created, self.saved = [], set(), {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise RuntimeError("operation not permitted when stream is capturing")  # as CUDA says
+        schema = func._schema
+        for argument, value in zip(schema.arguments, list(args) + [kwargs.get(a.name) for a in schema.arguments[len(args):]]):
+            if argument.alias_info is not None and argument.alias_info.is_write:
+                for tensor in [v for v in (value if isinstance(value, (list, tuple)) else [value])
+                               if isinstance(v, torch.Tensor)]:
+                    if _storage(tensor) not in self.created and _storage(tensor) not in self.saved:
+                        self.saved[_storage(tensor)] = (tensor.untyped_storage(), tensor.untyped_storage().clone())
+        result = func(*args, **kwargs)
+        inputs = {_storage(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for tensor in tree_flatten(result)[0]:
+            if isinstance(tensor, torch.Tensor) and _storage(tensor) not in inputs:
+                self.created.add(_storage(tensor))
+        self.ops.append((func, args, kwargs, result))
+        return result
+
+
+def record_capture(step):
+    """A CPU stand-in for `common.step_graph.capture_cuda_graph`: (replay, the step's outputs)."""
+    with _Recorder() as recorder:
+        outputs = step()
+    for storage, snapshot in recorder.saved.values():  # a capture runs nothing: what existed before is unchanged
+        storage.copy_(snapshot)
+
+    @torch.no_grad()  # below autograd, as kernels are
+    def replay():
+        for func, args, kwargs, recorded in recorder.ops:
+            fresh = func(*args, **kwargs)
+            for out, new in zip(tree_flatten(recorded)[0], tree_flatten(fresh)[0]):
+                if isinstance(out, torch.Tensor) and _storage(out) != _storage(new):
+                    out.detach().copy_(new)  # into the memory the later operations read, as a graph's kernels do
+
+    return replay, outputs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stand-in behaves as a CUDA graph
+
+
+def test_a_capture_runs_nothing_and_a_replay_runs_the_recorded_step():
+    weight, static = torch.ones(3), torch.full((3,), 2.0)
+    rate = 0.5
+
+    def step():
+        loss = (weight * static).sum()
+        weight.sub_(rate * static)  # a state update, with a Python float
+        return loss
+
+    replay, loss = record_capture(step)
+    assert torch.equal(weight, torch.ones(3))  # captured, not run
+    rate = 100.0  # a Python value changed after the capture: the graph keeps 0.5
+    static.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    replay()
+    assert loss.item() == 6.0 and torch.equal(weight, torch.tensor([0.5, 0.0, -0.5]))
+    replay()
+    assert loss.item() == -1.0 and torch.equal(weight, torch.tensor([0.0, -1.0, -2.0]))
+
+
+def test_reading_a_value_on_the_host_fails_the_capture_as_on_a_gpu():
+    with pytest.raises(RuntimeError, match="capturing"):
+        record_capture(lambda: torch.ones(2).sum().item())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training through step graphs gives the Trainer's own numbers
+
+
+def two_shape_windows(n=48):
+    """Windows of two lengths, batches of two shapes: each shape is warmed up, captured, then replayed."""
+    generator = np.random.default_rng(0)
+    lengths = np.where(np.arange(n) % 2 == 0, 40, 100).astype(np.int64)
+    return PackedWindows(input_ids=generator.integers(5, 200, size=int(lengths.sum())).astype(np.int32),
+                         token_type_ids=np.zeros(int(lengths.sum()), dtype=np.int8),
+                         starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths=lengths,
+                         start_positions=generator.integers(1, 30, size=n), end_positions=generator.integers(30, 39, size=n),
+                         max_length=128)
+
+
+def shift_invariant(name):
+    """Biases whose gradient is zero up to rounding: a softmax does not change when all its inputs shift by the same
+    amount (the QA head's bias shifts every position's logit; a key bias every score of a query). Adam scales that
+    rounding up to steps of the learning rate's size, so these follow the last bits of everything else."""
+    return name.endswith(("qa_outputs.bias", "qa_outputs.modules_to_save.default.bias", "attention.self.key.bias"))
+
+
+def train(method, tmp_path, *, step_graphs, capture=record_capture, steps=12):
+    """(final trained parameters, per-step losses, trainer) of `steps` steps, dropout off, clipping active."""
+    from transformers import set_seed
+
+    config = parse_config("base", method, ["--smoke", "--report_to", "none", "--lora_dropout", "0",
+                                           "--max_grad_norm", "0.05", "--warmup_ratio", "0.25", "--logging_steps", "1",
+                                           "--fast_cpu_dropout", "false"])
+    set_seed(0)
+    model = load_model(config, model_name=str(ensure_smoke_model()))
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    windows = two_shape_windows()
+    args = training_arguments(config, precision="fp32", output_dir=tmp_path / str(step_graphs))
+    args.max_steps, args.disable_tqdm, args.per_device_train_batch_size = steps, True, 4
+    args.train_sampling_strategy = "group_by_length"
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows),
+                                   step_graphs=step_graphs, step_graph_capture=capture)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    norms = [entry["grad_norm"] for entry in trainer.state.log_history if "grad_norm" in entry]
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return trained, losses, norms, trainer
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_step_graphs_train_exactly_like_the_trainer(method, tmp_path):
+    reference, losses, norms, _ = train(method, tmp_path, step_graphs=False)
+    graphed, graphed_losses, graphed_norms, trainer = train(method, tmp_path, step_graphs=True)
+    graphs = trainer.step_graphs
+    # 2 shapes: 2 uncaptured steps each, then a capture, then replays; the learning rate changed at every step
+    assert (graphs.uncaptured, graphs.captures, graphs.replays) == (4, 2, 8) and graphs.disabled_because is None
+    assert len(losses) == len(graphed_losses) == 12
+    assert graphed_losses == pytest.approx(losses, rel=1e-5)
+    assert all(norm > 0.05 for norm in norms)  # clipping was active at every step
+    assert graphed_norms == pytest.approx(norms, rel=1e-4)
+    # The captured AdamW reads the learning rate as a float32 tensor, the Trainer's as a Python float: the last
+    # bits differ, and nothing else.
+    for name, value in reference.items():
+        if not shift_invariant(name):
+            torch.testing.assert_close(graphed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_learning_rate_fixed_at_capture_would_be_caught(tmp_path, monkeypatch):
+    """The equality above is sensitive: replays that kept the capture's learning rate train other weights."""
+    reference, *_ = train("lora", tmp_path, step_graphs=False)
+    monkeypatch.setattr(StepGraphs, "_write_learning_rates", lambda self: None)
+    graphed, *_ = train("lora", tmp_path, step_graphs=True)
+    assert any(not torch.allclose(graphed[name], value, rtol=1e-5, atol=1e-6) for name, value in reference.items()
+               if not shift_invariant(name))
+
+
+def test_a_failed_capture_warns_and_trains_on_uncaptured(tmp_path, caplog):
+    reference, losses, _, _ = train("lora", tmp_path, step_graphs=False)
+
+    def failing_capture(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    with caplog.at_level(logging.WARNING, logger="bertimbau_qa"):
+        graphed, graphed_losses, _, trainer = train("lora", tmp_path, step_graphs=True, capture=failing_capture)
+    assert "Capturing the training step in a CUDA graph failed (RuntimeError: operation not permitted" in caplog.text
+    assert caplog.text.count("Capturing the training step") == 1
+    assert (trainer.step_graphs.captures, trainer.step_graphs.uncaptured) == (0, 12)
+    assert graphed_losses == pytest.approx(losses, rel=1e-5)
+    for name, value in reference.items():
+        torch.testing.assert_close(graphed[name], value, rtol=1e-5, atol=1e-6, msg=name)  # the same code ran
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where step graphs apply
+
+
+def test_where_step_graphs_apply(monkeypatch):
+    def graphs(*flags, world_size=1):
+        return resolve_cuda_graphs(parse_config("base", "lora", ["--smoke", *flags]), world_size=world_size)
+
+    assert graphs() == ("off", "no CUDA GPU")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert graphs()[0] == "step"
+    assert graphs("--torch_compile", "false")[0] == "step"  # the eager step is captured as well
+    assert graphs("--cuda_graphs", "off") == ("off", "--cuda_graphs off")
+    assert graphs("--cuda_graphs", "trees")[0] == "trees"
+    assert graphs("--cuda_graphs", "trees", "--torch_compile", "false") == ("off", "--cuda_graphs trees needs --torch_compile")
+    assert graphs("--gradient_accumulation_steps", "2") == ("off", "--gradient_accumulation_steps > 1")
+    assert graphs(world_size=2)[0] == "off"
+    assert graphs("--precision", "fp16")[0] == "off"
+    assert "fused AdamW" in graphs("--optim", "adamw_torch")[1]
