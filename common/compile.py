@@ -1,18 +1,23 @@
-"""The compiled training step: torch.compile, and on a GPU CUDA graphs, with few shapes and no graph break.
+"""The compiled training step: torch.compile with few shapes and no graph break.
 
 Why: at the paper's batch sizes a BERTimbau step is ~3,400 (Base) or ~1,700 (Large) real tokens, and eagerly it
-launches 1,500 to 3,700 small kernels, each costing more time on the CPU than the GPU spends on it. Compiled,
-the pointwise work is fused into few kernels, and `mode="reduce-overhead"` records them in CUDA graphs that are
-replayed with one launch each. A CUDA graph has fixed shapes, so batches are padded to buckets of 64 tokens
-(common/batches.py: at most 6 shapes at 384 tokens); sequence and batch dimensions are marked dynamic so that
-one compilation serves every bucket and each bucket only records its own graph.
+launches 1,200 to 7,700 small kernels. Compiled, the pointwise work is fused into fewer kernels (Base LoRA: 1,542
+to 861 per step). On a GPU the step is then captured in CUDA graphs, by default the whole step in one graph
+(common/step_graph.py), or with `--cuda_graphs trees` through `mode="reduce-overhead"` here (a forward and a
+backward graph). A CUDA graph has fixed shapes, so batches are padded to buckets of 64 tokens (common/batches.py:
+at most 6 shapes at 384 tokens); sequence and batch dimensions are marked dynamic so that one compilation serves
+every bucket and each bucket only records its own graph.
 
-Scopes (`--compile_scope`), measured on an H200 with BERTimbau-Base LoRA at batch 16 (docs/speed.md):
-- `model` (default): the whole forward and loss in one graph: one CUDA graph replay forward and one backward per
-  step; 92 steps/s after 63 s of compiling.
-- `layers`: each encoder layer is compiled; all layers run the same code, so one compilation serves them all
-  (23 s), but every layer costs a graph launch and a guard check, forward and backward: 37 steps/s. The
-  embeddings, the mask and the loss stay eager (a few dozen kernels).
+Scopes (`--compile_scope`), measured on an H200 at the paper's batches (docs/speed.md):
+- `layers` (default): each encoder layer is compiled; all layers run the same code, so one compilation serves
+  them all (12 s for BERTimbau-Large). The embeddings, the mask and the loss stay eager (a few dozen kernels).
+  Inside the whole-step CUDA graph (common/step_graph.py) a layer costs no launch or guard check of its own:
+  Large full fine-tuning 55.9 steps/s, against 46.9 for the eager step in the same graph.
+- `model`: the whole forward and loss in one graph: Base LoRA 109.8 steps/s in the step graph, against 86.3 for
+  the eager step, but after 60 s of compiling, more than it saves in the paper's 2 epochs (1.7 against 2.2 min).
+  With torch.compile's own CUDA graphs (`--cuda_graphs trees`: a forward and a backward graph replay per step,
+  the optimizer outside) it is the better scope: Base LoRA 92 steps/s, where `layers` paid a graph launch and
+  a guard check per layer (37 steps/s).
 Evaluation always runs eagerly (QATrainer.predict): its batches have other shapes.
 With inductor, its batch-linear passes are on (BATCH_LINEAR_FUSION below): the query/key/value projections and their
 LoRA/DoRA branches become fewer, batched GEMMs.
