@@ -119,25 +119,26 @@ def shift_invariant(name):
     return name.endswith(("qa_outputs.bias", "qa_outputs.modules_to_save.default.bias", "attention.self.key.bias"))
 
 
-def train(method, tmp_path, *, step_graphs, capture=record_capture, steps=12):
-    """(final trained parameters, per-step losses, trainer) of `steps` steps, dropout off, clipping active."""
+def train(method, tmp_path, *, step_graphs, capture=record_capture, steps=12, flags=(), resume=None, name=None):
+    """(final trained parameters, per-step losses, gradient norms, trainer) of `steps` steps, dropout off,
+    clipping active."""
     from transformers import set_seed
 
     config = parse_config("base", method, ["--smoke", "--report_to", "none", "--lora_dropout", "0",
                                            "--max_grad_norm", "0.05", "--warmup_ratio", "0.25", "--logging_steps", "1",
-                                           "--fast_cpu_dropout", "false"])
+                                           "--fast_cpu_dropout", "false", *flags])
     set_seed(0)
     model = load_model(config, model_name=str(ensure_smoke_model()))
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     windows = two_shape_windows()
-    args = training_arguments(config, precision="fp32", output_dir=tmp_path / str(step_graphs))
+    args = training_arguments(config, precision="fp32", output_dir=tmp_path / (name or str(step_graphs)))
     args.max_steps, args.disable_tqdm, args.per_device_train_batch_size = steps, True, 4
     args.train_sampling_strategy = "group_by_length"
     trainer = make_trainer_class()(model=model, args=args, train_dataset=windows, data_collator=batch_collator(windows),
                                    step_graphs=step_graphs, step_graph_capture=capture)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     norms = [entry["grad_norm"] for entry in trainer.state.log_history if "grad_norm" in entry]
     trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -160,6 +161,23 @@ def test_step_graphs_train_exactly_like_the_trainer(method, tmp_path):
     for name, value in reference.items():
         if not shift_invariant(name):
             torch.testing.assert_close(graphed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_checkpoints_saved_between_replays_resume_to_the_same_weights(tmp_path):
+    """A checkpoint written while steps are replayed holds the optimizer as the Trainer's own (the learning rate a
+    float, nothing marked capturable), and a run resumed from it, capturing again, ends where the whole run ends."""
+    whole, losses, _, _ = train("lora", tmp_path, step_graphs=True, steps=16, flags=["--save_steps", "8"], name="whole")
+    checkpoint = tmp_path / "whole" / "checkpoint-8"
+    groups = torch.load(checkpoint / "optimizer.pt", weights_only=False)["param_groups"]
+    assert all(isinstance(g["lr"], float) and not g.get("capturable") for g in groups)
+    resumed, resumed_losses, _, trainer = train("lora", tmp_path, step_graphs=True, steps=16,
+                                                flags=["--save_steps", "8"], name="whole", resume=str(checkpoint))
+    graphs = trainer.step_graphs  # the 8 steps after the checkpoint: warmed up and captured again
+    assert graphs.uncaptured + graphs.replays == 8 and graphs.captures >= 1 and graphs.replays > graphs.captures
+    assert resumed_losses[-8:] == pytest.approx(losses[-8:], rel=1e-5)
+    for name, value in whole.items():
+        if not shift_invariant(name):
+            torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_a_learning_rate_fixed_at_capture_would_be_caught(tmp_path, monkeypatch):
