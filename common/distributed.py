@@ -51,3 +51,17 @@ def bind_local_device() -> None:
 
     if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+def release_process_group() -> None:
+    """End the process group of a multi-process run (accelerate starts it; nothing else ends it).
+
+    Left to the interpreter's exit, gloo's worker threads can still hold work when Python shuts down: one rank of
+    a finished 2-process CPU run aborted ("terminate called without an active exception", SIGABRT; pytorch/pytorch
+    issues 190489 and PR 179291 describe the same) and torchrun reported the whole run failed. Called once a run
+    has succeeded, when no collective is left to run.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

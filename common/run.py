@@ -23,7 +23,7 @@ from .data import (
 from .attention import use_cudnn_attention
 from .batches import PackedWindows, batch_collator, pad_multiple
 from .compile import compile_training_step
-from .distributed import bind_local_device, world_size
+from .distributed import bind_local_device, release_process_group, world_size
 from .export import artifact_size_mb, merged_model_complete, write_merged_model
 from .faults import recorded_row, report_bad_input, run_recording_failures
 from .inference import build_eval_features, predict_answers, score_answerable, score_predictions
@@ -262,4 +262,7 @@ def main(*, model_size: str, method: str, argv: Optional[list[str]] = None, desc
     except ConfigError as exc:
         return report_bad_input(exc, debug="--debug" in argv)
     setup_logging(debug=config.debug)
-    return run_recording_failures(run, config)
+    status = run_recording_failures(run, config)
+    if status == 0:  # not after a failure: another rank may still wait in a collective, and ending the group would hang
+        release_process_group()
+    return status
