@@ -257,7 +257,8 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     trainable_linear = sum(p.numel() for n, p in model.named_parameters()
                            if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
     graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
-    use_cudnn_attention(compiled or graphs != "off")  # as common/run.py does
+    few_shapes = compiled or graphs != "off"  # as common/run.py decides padding and attention
+    use_cudnn_attention(few_shapes)
     forward_loss, cudagraphs = forward_and_loss, False
     if compiled:
         forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor",
@@ -281,7 +282,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
 
     tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
     trainer = InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(few_shapes=compiled or graphs != "off",
+                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(few_shapes=few_shapes,
                                                                                             on_gpu=on_gpu)),
                       forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=graphs == "step",
                       callbacks=[Marks()])

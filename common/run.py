@@ -161,15 +161,16 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
                 {"step": "the whole step, one graph per bucket", "trees": "torch.compile's forward and backward graphs",
                  "off": "none"}[graphs], graphs_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
+    few_shapes = compiled or graphs != "off"  # compiled or captured: batches padded to buckets
     # Eagerly, cuDNN attention costs more CPU than the rest of a step; captured or compiled, it is paid once.
-    use_cudnn_attention(compiled or graphs != "off")
+    use_cudnn_attention(few_shapes)
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,
             args=training_arguments(config, precision=precision, output_dir=output_dir),
             train_dataset=windows,
             data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(
-                few_shapes=compiled or graphs != "off", on_gpu=torch.cuda.is_available())),
+                few_shapes=few_shapes, on_gpu=torch.cuda.is_available())),
             eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, resume=resume),

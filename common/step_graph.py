@@ -25,7 +25,7 @@ How, following PyTorch's "whole network capture" recipe (CUDA semantics notes, C
 
 Needs: a CUDA GPU, one process, no gradient accumulation, torch's fused AdamW with the clipping folded in
 (common/optim.py), and a step that never reads a GPU value on the host (tests/test_training_step.py).
-`common.run.resolve_step_graphs` checks all of it; where a capture fails anyway, the run warns once and goes on
+`common.model.resolve_cuda_graphs` checks all of it; where a capture fails anyway, the run warns once and goes on
 uncaptured.
 """
 from __future__ import annotations
@@ -113,7 +113,6 @@ class StepGraphs:
             # float32: what the fused AdamW kernel reads a tensor learning rate as
             self.learning_rates = [torch.zeros((), dtype=torch.float32, device=device) for _ in groups]
         static = {name: value.clone() for name, value in inputs.items()}  # outside the pool: they persist
-        self._write_learning_rates()
         floats = [group["lr"] for group in groups]
         capturable = [group.get("capturable", False) for group in groups]
         self.zero_grad()  # the gradients are then made inside the graph, at addresses its replays write

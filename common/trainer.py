@@ -194,11 +194,11 @@ def make_trainer_class():
             the Trainer's own clipping and optimizer step that follow then only hand on what this step did."""
             from .step_graph import StepGraphs
 
-            if not isinstance(self._inner_optimizer(), AdamWWithFoldedClipping) or self.args.gradient_accumulation_steps != 1:
-                raise RuntimeError("step graphs need the fused AdamW with folded clipping and no gradient accumulation")
             model.train()
             inputs = self._prepare_inputs(inputs)
-            if self.step_graphs is None:
+            if self.step_graphs is None:  # the first step of this training
+                if not isinstance(self._inner_optimizer(), AdamWWithFoldedClipping) or self.args.gradient_accumulation_steps != 1:
+                    raise RuntimeError("step graphs need the fused AdamW with folded clipping and no gradient accumulation")
                 self.step_graphs = StepGraphs(optimizer=self._inner_optimizer(),
                                               train_step=lambda batch: self._one_whole_step(model, batch),
                                               zero_grad=lambda: model.zero_grad(set_to_none=True),
@@ -255,9 +255,9 @@ def make_trainer_class():
         def _clip_grad_norm(self, model):
             if self.is_fsdp_enabled or self.is_deepspeed_enabled:  # they clip their own sharded parameters
                 return super()._clip_grad_norm(model)
-            optimizer = self._inner_optimizer()
             if self.step_graphs_enabled and self._step_grad_norm is not None:
                 return self._step_grad_norm  # clipped inside the whole step (common/step_graph.py)
+            optimizer = self._inner_optimizer()
             if isinstance(optimizer, AdamWWithFoldedClipping):  # made only where _may_fold_clipping() holds
                 return optimizer.clip_before_step(self.args.max_grad_norm)
             # The trained parameters, listed once: `model.parameters()` walks every module at every step (BERT
