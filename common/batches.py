@@ -6,10 +6,9 @@ and segment ids of all windows sit end to end in two numpy arrays; a batch is on
 (batch, length) array that is already padded, then `torch.from_numpy` (a few tens of microseconds).
 
 Padding: to the batch's longest window by default; with `pad_to_multiple_of` > 1 to the next multiple of it
-(capped at the longest window the run allows). A compiled, CUDA-graph-captured step needs few distinct shapes, so
-the compiled path pads to buckets of 64 tokens: at most max_seq_length / 64 shapes (6 at the paper's 384) for
-about 15% more computed tokens on Portuguese SQuAD. The QA loss masks padding out (common/trainer.py), so the
-loss and gradients do not depend on how far a batch is padded.
+(capped at the longest window the run allows). A compiled or CUDA-graph-captured step wants few distinct shapes,
+each captured once, so that path pads to buckets of `--bucket_width` tokens (default 16). The QA loss masks
+padding out (common/trainer.py), so the loss and gradients do not depend on how far a batch is padded.
 """
 from __future__ import annotations
 
@@ -18,9 +17,16 @@ from typing import Sequence
 
 import numpy as np
 
-# The compiled path's bucket width: a multiple of 8 (tensor-core tiles) and few enough shapes to capture one
-# CUDA graph each.
-BUCKET = 64
+# The bucket width of the compiled or captured path (`--bucket_width`): a multiple of 8 for tensor-core tiles.
+# Every token computed past a window's end is work for nothing, and every width is one more shape to capture.
+# Length-grouped batches of the paper's sizes on the Portuguese SQuAD window lengths (the GPU benchmark's
+# distribution, 93k windows, an epoch in the sampler's order) compute per real token, by bucket width:
+#   64: 1.153 (5 shapes)   32: 1.083 (10)   16: 1.047 (19)   8: 1.029 (38)   1: 1.014 (296)
+# and attention, which grows with the square of the width, 1.294 / 1.153 / 1.086 / 1.054 / 1.026. 16 computes 9%
+# fewer tokens than 64 for 14 more shapes; a shape costs two uncaptured steps and one capture, once per run (the
+# compiled code serves every width: common/compile.py marks the length dynamic). Past 16 the gain halves per step
+# while the shapes double.
+BUCKET = 16
 
 
 @dataclass
@@ -124,9 +130,9 @@ def batch_collator(windows: PackedWindows, *, pad_to_multiple_of: int = 1):
     return collate
 
 
-def pad_multiple(*, few_shapes: bool, on_gpu: bool) -> int:
-    """How far batches are padded: buckets where few shapes are wanted (compiled, or captured in CUDA graphs), x8 for
-    tensor cores on a GPU, else none."""
+def pad_multiple(*, few_shapes: bool, on_gpu: bool, bucket: int = BUCKET) -> int:
+    """How far batches are padded: buckets of `bucket` tokens where few shapes are wanted (compiled, or captured in
+    CUDA graphs), x8 for tensor cores on a GPU, else none."""
     if few_shapes:
-        return BUCKET
+        return bucket
     return 8 if on_gpu else 1

@@ -323,9 +323,10 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", metavar="SIZE:METHOD[:ARM,...]",
                         help="GPU table: these configurations in this order, each with its arms (instead of --sizes x "
                              "--methods), e.g. base:lora:eager,graphs,compiled-model large:full")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS),
-                        help="GPU table: the arms of every configuration (default: eager, graphs, compiled-layers; "
-                             "full fine-tuning also throughput-layers, Base LoRA also compiled-model)")
+    parser.add_argument("--arms", nargs="+", metavar="ARM[/N]",
+                        help=f"GPU table: the arms of every configuration, of {', '.join(ARMS)}; /N pads to buckets of "
+                             "N tokens instead of 16 (default: eager, graphs, compiled-layers; full fine-tuning also "
+                             "throughput-layers, Base LoRA also compiled-model)")
     parser.add_argument("--dry", action="store_true",
                         help="GPU table on a CPU with a tiny model and few steps: runs its code paths, measures nothing")
     parser.add_argument("--data", type=Path, help="CPU comparison data: the public sample of squad_v1_pt "

@@ -8,11 +8,13 @@ Each configuration (model size x method) is trained through the scripts' own Tra
 on synthetic windows whose lengths follow Portuguese SQuAD at 384/128 (random weights and token ids: nothing to
 download), with the paper's batch sizes (16 Base, 8 Large) and bf16, in arms (ARMS below; `--arms` picks them):
 - eager: `--torch_compile false --cuda_graphs off` (the sync-free step and packed batches, no compilation);
-- graphs: the eager step captured whole in CUDA graphs, one per bucket of 64 tokens (`--torch_compile false`);
+- graphs: the eager step captured whole in CUDA graphs, one per bucket of 16 tokens (`--torch_compile false`);
 - compiled-layers / compiled-model: compiled per encoder layer (seconds) or as a whole (about a minute for
   Base), captured whole (`--cuda_graphs step`, the default);
 - trees-*: torch.compile's reduce-overhead mode, forward and backward graphs (`--cuda_graphs trees`);
 - throughput-*: `--throughput` (4x batch).
+An arm name may end in `/N`: the same arm with batches padded to buckets of N tokens (`--bucket_width N`), e.g.
+`graphs/64` against `graphs` (16).
 Warm-up steps first visit every bucket three times (compilation and CUDA-graph capture happen there and are
 reported as compile/warm-up seconds), then `--timed_steps` steps in length-grouped order are timed, then a few
 steps run under the profiler for CUDA kernels per step and the fraction of wall time the GPU was busy. During
@@ -112,10 +114,10 @@ def peak_flops(device_name: str):
 
 
 def step_order(windows: PackedWindows, *, batch_size: int, warmup_steps_per_bucket: int, timed_steps: int,
-               profile_steps: int, seed: int) -> tuple[list[int], int]:
+               profile_steps: int, seed: int, bucket: int = BUCKET) -> tuple[list[int], int]:
     """(window order, warm-up steps): every bucket visited first, then length-grouped batches as in training."""
     rng = np.random.default_rng(seed)
-    buckets = np.array([padded_length(int(n), multiple=BUCKET, cap=windows.max_length) for n in windows.lengths])
+    buckets = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
     order = []
     for bucket in np.unique(buckets):
         members = np.flatnonzero(buckets == bucket)
@@ -222,6 +224,22 @@ ARMS = {
 DEFAULT_ARMS = ("eager", "graphs", "compiled-layers")
 
 
+def split_arm(arm: str) -> tuple[str, int]:
+    """("graphs/64") -> ("graphs", 64); an arm without `/N` pads to the scripts' default bucket width."""
+    name, _, width = arm.partition("/")
+    if name not in ARMS or (width and not (width.isdigit() and int(width) >= 8 and int(width) % 8 == 0)):
+        raise ValueError(f"arm {arm!r}: expected one of {', '.join(ARMS)}, optionally with /N (N a multiple of 8)")
+    return name, int(width) if width else BUCKET
+
+
+def computed_tokens_ratio(windows: PackedWindows, indices, *, batch_size: int, multiple: int) -> float:
+    """Tokens the model computes (each batch padded to `multiple`) per real token, over batches of `indices`."""
+    lengths = windows.lengths[np.asarray(indices, dtype=np.int64)]
+    computed = sum(padded_length(int(lengths[i:i + batch_size].max()), multiple=multiple, cap=windows.max_length)
+                   * len(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+    return computed / int(lengths.sum())
+
+
 def arms_for(size: str, method: str, arms=None) -> list[str]:
     if arms:
         return list(arms)
@@ -241,14 +259,16 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     from .trainer import forward_and_loss, make_trainer_class, training_arguments
 
     on_gpu = torch.cuda.is_available()
-    compiled, scope, graphs_asked, throughput = ARMS[arm]
+    arm_name, bucket = split_arm(arm)
+    compiled, scope, graphs_asked, throughput = ARMS[arm_name]
     config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir), logging_steps=10**6,
                      report_to="none", torch_compile=compiled, compile_scope=scope or "model", throughput=throughput,
-                     cuda_graphs=graphs_asked, fast_cpu_dropout=False)
+                     cuda_graphs=graphs_asked, fast_cpu_dropout=False, bucket_width=bucket)
     config = apply_throughput(config)
     windows = windows_for(config.max_seq_length)
     order, warmup_steps = step_order(windows, batch_size=config.batch_size, warmup_steps_per_bucket=warmup_per_bucket,
-                                     timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed)
+                                     timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed,
+                                     bucket=bucket)
     if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -264,7 +284,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor",
                                                          cuda_graphs=graphs == "trees")
     precision = resolve_precision(config)
-    args = training_arguments(config, precision=precision, output_dir=work_dir / f"{size}-{method}-{arm}")
+    args = training_arguments(config, precision=precision, output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
     args.max_steps = len(order) // config.batch_size
     args.disable_tqdm, args.logging_first_step = True, False
     clock = _Clock(warmup_steps=warmup_steps, timed_steps=timed_steps, profile_steps=profile_steps, on_gpu=on_gpu)
@@ -281,9 +301,9 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
             return order  # warm-up over every bucket, then length-grouped batches
 
     tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
+    multiple = pad_multiple(few_shapes=few_shapes, on_gpu=on_gpu, bucket=bucket)
     trainer = InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                      data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(few_shapes=few_shapes,
-                                                                                            on_gpu=on_gpu)),
+                      data_collator=batch_collator(windows, pad_to_multiple_of=multiple),
                       forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=graphs == "step",
                       callbacks=[Marks()])
     compiling_before = compile_seconds()
@@ -313,6 +333,9 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         "device": device, "model_size": size, "method": method, "arm": arm,
         "compile_scope": scope if compiled else "", "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": graphs,
+        "padded_to_multiple_of": multiple,
+        "computed_tokens_per_real": round(computed_tokens_ratio(windows, timed_indices, batch_size=config.batch_size,
+                                                                multiple=multiple), 3),
         "steps_per_s": round(timed_steps / seconds, 2), "real_tokens_per_s": round(tokens_per_s),
         "mfu_percent": round(100 * flops * tokens_per_s / peak, 1) if peak else "",
         "projected_2_epochs_s": round(projected, 1), "paper_2_epochs_s": PAPER_TIME_2_EPOCHS_S[(size, method)],
@@ -332,16 +355,29 @@ def parse_configs(specs, *, sizes, methods, arms=None) -> list[tuple[str, str, l
     """(size, method, arms) to measure, in order: from `--configs size:method[:arm,arm...]`, else every size x method
     with `arms` (or each configuration's default arms)."""
     if not specs:
+        unknown = [a for a in arms or () if not _known_arm(a)]
+        if unknown:
+            raise ValueError(f"--arms {' '.join(unknown)}: choose from {', '.join(ARMS)}, each optionally with /N "
+                             f"(a bucket width, a multiple of 8)")
         return [(size, method, arms_for(size, method, arms)) for size in sizes for method in methods]
     configs = []
     for spec in specs:
         size, method, *rest = spec.split(":")
         chosen = rest[0].split(",") if rest else arms_for(size, method, arms)
-        unknown = [a for a in chosen if a not in ARMS] + ([size] if size not in GPU_SHAPES else [])
+        unknown = [a for a in chosen if not _known_arm(a)] + ([size] if size not in GPU_SHAPES else [])
         if unknown or len(rest) > 1:
-            raise ValueError(f"--configs {spec!r}: expected size:method[:arm,...] (arms: {', '.join(ARMS)})")
+            raise ValueError(f"--configs {spec!r}: expected size:method[:arm,...] (arms: {', '.join(ARMS)}, each "
+                             f"optionally with /N, a bucket width)")
         configs.append((size, method, chosen))
     return configs
+
+
+def _known_arm(arm: str) -> bool:
+    try:
+        split_arm(arm)
+    except ValueError:
+        return False
+    return True
 
 
 def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dora", "qdora"), configs=None,
@@ -392,6 +428,7 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
                     write_rows(out_csv, rows)
                 if "error" not in row:
                     print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['cuda_graphs']:5s} "
+                          f"pad x{row['padded_to_multiple_of']} ({row['computed_tokens_per_real']} tok/real) "
                           f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
                           f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
                           f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
@@ -414,7 +451,7 @@ def print_side_by_side(rows: list[dict]) -> None:
     for size, method in dict.fromkeys((r["model_size"], r["method"]) for r in measured):
         arms = [r for r in measured if (r["model_size"], r["method"]) == (size, method)]
         eager = next((r for r in arms if r["arm"] == "eager"), None)
-        others = [r for r in arms if r["arm"] != "eager" and not ARMS[r["arm"]][3]]
+        others = [r for r in arms if r["arm"] != "eager" and not ARMS[split_arm(r["arm"])[0]][3]]
         if eager and others:
             best = max(others, key=lambda r: r["steps_per_s"])
             print(f"[bench] {size:5s} {method:5s}  {eager['steps_per_s']:8.2f} -> {best['steps_per_s']:8.2f} {best['arm']} "

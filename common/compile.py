@@ -4,9 +4,10 @@ Why: at the paper's batch sizes a BERTimbau step is ~3,400 (Base) or ~1,700 (Lar
 launches 1,200 to 7,700 small kernels. Compiled, the pointwise work is fused into fewer kernels (Base LoRA: 1,542
 to 861 per step). On a GPU the step is then captured in CUDA graphs, by default the whole step in one graph
 (common/step_graph.py), or with `--cuda_graphs trees` through `mode="reduce-overhead"` here (a forward and a
-backward graph). A CUDA graph has fixed shapes, so batches are padded to buckets of 64 tokens (common/batches.py:
-at most 6 shapes at 384 tokens); sequence and batch dimensions are marked dynamic so that one compilation serves
-every bucket and each bucket only records its own graph.
+backward graph). A CUDA graph has fixed shapes, so batches are padded to buckets of `--bucket_width` tokens
+(common/batches.py: 16 by default, 24 widths up to 384 tokens, 19 of them filled by the paper's batches); sequence
+and batch dimensions are marked dynamic so that one compilation serves every bucket (unmarked, per-layer compilation made 6 frames instead of 2 over the smoke
+model's 8 widths: tests/test_training_step.py) and each bucket only records its own graph.
 
 Scopes (`--compile_scope`), measured on an H200 at the paper's batches (docs/speed.md):
 - `layers` (default): each encoder layer is compiled; all layers run the same code, so one compilation serves

@@ -170,7 +170,7 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
             args=training_arguments(config, precision=precision, output_dir=output_dir),
             train_dataset=windows,
             data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(
-                few_shapes=few_shapes, on_gpu=torch.cuda.is_available())),
+                few_shapes=few_shapes, on_gpu=torch.cuda.is_available(), bucket=config.bucket_width)),
             eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, resume=resume),

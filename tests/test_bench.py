@@ -1,5 +1,6 @@
 """The benchmark's code paths run (tiny sizes, CPU) and report consistent numbers; no timing is asserted."""
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -89,19 +90,46 @@ def test_gpu_configurations_and_their_arms(capsys):
     assert bench_gpu.parse_configs(None, sizes=["base"], methods=["dora"], arms=["graphs"]) == [("base", "dora", ["graphs"])]
     assert bench.main(["--gpu", "--dry", "--configs", "base:lora:eager,fast"]) == 2
     assert "--configs 'base:lora:eager,fast': expected size:method[:arm,...]" in capsys.readouterr().err
+    # /N: the same arm with batches padded to buckets of N tokens.
+    assert bench_gpu.parse_configs(["base:lora:graphs,graphs/64"], sizes=[], methods=[]) == [
+        ("base", "lora", ["graphs", "graphs/64"])]
+    assert bench_gpu.split_arm("graphs/64") == ("graphs", 64) and bench_gpu.split_arm("graphs") == ("graphs", 16)
+    assert bench.main(["--gpu", "--dry", "--configs", "base:lora:graphs/12"]) == 2
+    assert bench.main(["--gpu", "--dry", "--arms", "eager/x"]) == 2
+    assert "--arms eager/x: choose from" in capsys.readouterr().err
 
 
-def test_warm_up_visits_every_bucket_before_the_timed_steps():
+@pytest.mark.parametrize("bucket", [64, 16])
+def test_warm_up_visits_every_bucket_before_the_timed_steps(bucket):
     windows = bench_gpu.synthetic_windows(3000, vocab_size=500, max_seq_length=384, seed=0)
     order, warmup_steps = bench_gpu.step_order(windows, batch_size=16, warmup_steps_per_bucket=3, timed_steps=10,
-                                               profile_steps=2, seed=0)
+                                               profile_steps=2, seed=0, bucket=bucket)
     assert len(order) == (warmup_steps + 12) * 16
     widths = [max(windows.lengths[order[i:i + 16]]) for i in range(0, warmup_steps * 16, 16)]
-    buckets = [-(-int(w) // 64) * 64 for w in widths]
-    all_buckets = np.array([-(-int(n) // 64) * 64 for n in windows.lengths])
-    fillable = [b for b in range(64, 385, 64) if (all_buckets == b).sum() >= 16]  # a batch fits in the bucket
-    assert fillable == [128, 192, 256, 320, 384]  # windows of 64 tokens or fewer are rare (0.1%)
+    buckets = [-(-int(w) // bucket) * bucket for w in widths]
+    all_buckets = np.array([-(-int(n) // bucket) * bucket for n in windows.lengths])
+    fillable = [b for b in range(bucket, 385, bucket) if (all_buckets == b).sum() >= 16]  # a batch fits in the bucket
+    if bucket == 64:
+        assert fillable == [128, 192, 256, 320, 384]  # windows of 64 tokens or fewer are rare (0.1%)
+    else:
+        assert fillable == list(range(96, 385, 16))  # 19 widths
     assert sorted(set(buckets)) == fillable and all(buckets.count(b) == 3 for b in fillable)
+
+
+def test_computed_tokens_per_real_token_by_bucket_width():
+    """The padding a bucket width costs, on the benchmark's Portuguese SQuAD lengths in the sampler's order: the
+    figures common/batches.py quotes for choosing 16."""
+    from common.sampler import epoch_order
+
+    windows = bench_gpu.synthetic_windows(93_205, vocab_size=500, max_seq_length=384, seed=0)
+    order = epoch_order(windows.lengths.tolist(), batch_size=16, seed=42, epoch=0)
+    ratios = {m: bench_gpu.computed_tokens_ratio(windows, order, batch_size=16, multiple=m) for m in (1, 16, 64)}
+    assert ratios[64] == pytest.approx(1.153, abs=0.003) and ratios[16] == pytest.approx(1.047, abs=0.003)
+    assert 1 < ratios[1] < 1.02
+    # A single batch by hand: lengths 100 and 30 padded to 112 (x16) or 128 (x64).
+    two = dataclasses.replace(windows, lengths=np.array([100, 30]))
+    assert bench_gpu.computed_tokens_ratio(two, [0, 1], batch_size=2, multiple=16) == pytest.approx(224 / 130)
+    assert bench_gpu.computed_tokens_ratio(two, [0, 1], batch_size=2, multiple=64) == pytest.approx(256 / 130)
 
 
 def test_synthetic_lengths_follow_the_measured_distribution():

@@ -30,6 +30,8 @@ def test_command_line_wins_and_smoke_layers_in_between():
     (["--train_file", "x.json"], "--train_file and --validation_file"),
     (["--method", "adapterfusion"], "--method 'adapterfusion'"),
     (["--precision", "int8"], "--precision 'int8'"),
+    (["--bucket_width", "12"], "--bucket_width 12: must be a multiple of 8"),
+    (["--bucket_width", "0"], "--bucket_width 0: must be a multiple of 8"),
 ])
 def test_bad_values_are_refused_by_name(argv, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -57,22 +57,30 @@ def test_packed_batch_equals_the_tokenizer_collator(features, windows, smoke_tok
         assert torch.equal(got[key], expected[key].to(torch.int64)), key
 
 
-def test_buckets_pad_to_multiples_of_64_capped_at_max_length(windows):
-    assert [padded_length(n, multiple=BUCKET, cap=384) for n in (1, 64, 65, 200, 330, 384)] == [64, 64, 128, 256,
-                                                                                                   384, 384]
-    assert padded_length(100, multiple=BUCKET, cap=MAX_LENGTH) == 128 and padded_length(100, multiple=1, cap=128) == 100
+@pytest.mark.parametrize("bucket, widths", [(64, [64, 64, 128, 256, 384, 384]), (16, [16, 64, 80, 208, 336, 384])])
+def test_buckets_pad_to_multiples_of_the_width_capped_at_max_length(windows, bucket, widths):
+    assert [padded_length(n, multiple=bucket, cap=384) for n in (1, 64, 65, 200, 330, 384)] == widths
+    assert padded_length(100, multiple=bucket, cap=MAX_LENGTH) == -(-100 // bucket) * bucket
+    assert padded_length(100, multiple=1, cap=128) == 100
     order = np.argsort(-windows.lengths, kind="stable")
     shapes = set()
     for start in range(0, len(windows), 16):
         chosen = order[start:start + 16]
-        batch = windows.batch(chosen, pad_to_multiple_of=BUCKET)
+        batch = windows.batch(chosen, pad_to_multiple_of=bucket)
         width = batch["input_ids"].shape[1]
         shapes.add(width)
-        assert width == min(MAX_LENGTH, -(-int(windows.lengths[chosen].max()) // 64) * 64)
+        assert width == min(MAX_LENGTH, -(-int(windows.lengths[chosen].max()) // bucket) * bucket)
         assert torch.equal(batch["attention_mask"].sum(1), torch.tensor(windows.lengths[chosen]))
         assert (batch["input_ids"][batch["attention_mask"] == 0] == 0).all()  # padding is [PAD], masked
-    assert shapes <= {64, 128}
-    assert pad_multiple(few_shapes=True, on_gpu=True) == BUCKET and pad_multiple(few_shapes=False, on_gpu=False) == 1
+    assert shapes <= set(range(bucket, MAX_LENGTH + 1, bucket))
+    assert pad_multiple(few_shapes=True, on_gpu=True, bucket=bucket) == bucket
+
+
+def test_the_compiled_path_pads_to_the_configured_bucket_width():
+    assert BUCKET == 16 == parse_config("base", "lora", []).bucket_width
+    assert pad_multiple(few_shapes=True, on_gpu=False) == BUCKET
+    assert pad_multiple(few_shapes=False, on_gpu=True, bucket=64) == 8  # uncaptured GPU steps: tensor-core multiples
+    assert pad_multiple(few_shapes=False, on_gpu=False, bucket=64) == 1
 
 
 def test_features_padded_to_max_length_pack_like_unpadded_ones(smoke_tokenizer, windows):
@@ -182,30 +190,39 @@ def test_no_graph_break_in_the_training_forward(method, windows):
     torch._dynamo.reset()
 
 
-def epoch_of_batches(windows, batch_size=16):
+def epoch_of_batches(windows, batch_size=16, bucket=BUCKET):
     order = np.argsort(-windows.lengths, kind="stable")  # as the length-grouped sampler: lengths change slowly
-    return [windows.batch(order[i:i + batch_size], pad_to_multiple_of=BUCKET) for i in range(0, len(order), batch_size)]
+    return [windows.batch(order[i:i + batch_size], pad_to_multiple_of=bucket) for i in range(0, len(order), batch_size)]
 
 
-@pytest.mark.parametrize("scope, compilations", [
-    ("model", 1),
+def windows_cut_to(windows, longest):
+    """The same windows cut to `longest` tokens (labels moved to [CLS]): shorter shapes than the smoke data has."""
+    return dataclasses.replace(windows, lengths=np.minimum(windows.lengths, longest),
+                               start_positions=np.zeros_like(windows.start_positions),
+                               end_positions=np.zeros_like(windows.end_positions))
+
+
+@pytest.mark.parametrize("scope, compilations, bucket", [
+    ("model", 1, 64),
     # Each layer compiles once for all shapes, but the first layer's input does not require grad (LoRA freezes the
     # embeddings) while the others' do: two graphs, whatever the number of buckets and batch sizes.
-    ("layers", 2),
+    ("layers", 2, 64),
+    # The default width: every one of the 8 widths up to the smoke model's 128 tokens, past torch's limit of 8
+    # compilations of one frame if each width compiled again.
+    ("layers", 2, 16),
+    ("model", 1, 16),
 ])
-def test_compilations_do_not_grow_with_the_number_of_shapes(scope, compilations, windows):
+def test_compilations_do_not_grow_with_the_number_of_shapes(scope, compilations, bucket, windows):
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    batches = epoch_of_batches(windows)
-    # Shapes the compiler has not seen on top of an epoch: other batch sizes, and windows cut to 60 tokens (the
-    # smoke data has no window that short at 128) for the 64-token bucket.
-    short = dataclasses.replace(windows, lengths=np.minimum(windows.lengths, 60),
-                                start_positions=np.zeros_like(windows.start_positions),
-                                end_positions=np.zeros_like(windows.end_positions))
-    batches += [short.batch(range(n), pad_to_multiple_of=BUCKET) for n in (16, 3)]
-    batches += [windows.batch(range(5), pad_to_multiple_of=BUCKET)]
+    batches = epoch_of_batches(windows, bucket=bucket)
+    # Shapes the compiler has not seen on top of an epoch: other batch sizes, and windows cut shorter than any of the
+    # smoke data at 128 tokens, for the narrow buckets.
+    batches += [windows_cut_to(windows, longest).batch(range(n), pad_to_multiple_of=bucket)
+                for longest in range(bucket - 4, 64, bucket) for n in (16, 3)]
+    batches += [windows.batch(range(5), pad_to_multiple_of=bucket)]
     shapes = {tuple(b["input_ids"].shape) for b in batches}
-    assert len(shapes) >= 4 and {s[1] for s in shapes} == {64, 128}
+    assert len(shapes) >= 4 and {s[1] for s in shapes} == set(range(bucket, MAX_LENGTH + 1, bucket))
     _, model = smoke_model("lora", "--fast_cpu_dropout", "false")
     torch._dynamo.reset()
     counter = CompileCounterWithBackend("aot_eager")
