@@ -21,6 +21,9 @@ The last line printed is one JSON object; --out_dir DIR also writes DIR/bench_cp
 
 GPU table: common/bench_gpu.py (eager and compiled training steps side by side; `--gpu --dry` runs its code
 paths on a CPU); --out_dir DIR also writes DIR/bench_gpu.csv.
+`--gpu --agreement`: instead of timing, each arm trains 12 steps from the same weights on the same batches with
+dropout off, and its losses, gradient norms and weights are compared with the first arm's (default arms: eager,
+eager again for the run-to-run floor, graphs, compiled-layers); --out_dir DIR writes DIR/bench_gpu_agreement.csv.
 """
 from __future__ import annotations
 
@@ -327,6 +330,9 @@ def main(argv=None) -> int:
                         help=f"GPU table: the arms of every configuration, of {', '.join(ARMS)}; /N pads to buckets of "
                              "N tokens instead of 16 (default: eager, graphs, compiled-layers; full fine-tuning also "
                              "throughput-layers, Base LoRA also compiled-model)")
+    parser.add_argument("--agreement", action="store_true",
+                        help="with --gpu: compare the arms' training numerically (dropout off, 12 steps) instead of "
+                             "timing them")
     parser.add_argument("--dry", action="store_true",
                         help="GPU table on a CPU with a tiny model and few steps: runs its code paths, measures nothing")
     parser.add_argument("--data", type=Path, help="CPU comparison data: the public sample of squad_v1_pt "
@@ -336,6 +342,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out_dir", type=Path, help="also write bench_cpu.csv / bench_gpu.csv here (default: "
                         "print only; `--out_dir results` refreshes the repository's recorded numbers)")
     args = parser.parse_args(argv)
+    if args.agreement and not args.gpu:
+        print("error: --agreement goes with --gpu", file=sys.stderr)
+        return 2
     try:
         parse_configs(args.configs, sizes=args.sizes, methods=args.methods, arms=args.arms)
     except ValueError as exc:
@@ -353,6 +362,17 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     gpu_csv = args.out_dir / "bench_gpu.csv" if args.out_dir else None
+    if args.agreement:
+        if not (args.dry or torch.cuda.is_available()):
+            print("[bench] no CUDA device: agreement check skipped (--dry runs it on the CPU)")
+        else:
+            from .bench_gpu import agreement_table
+
+            summary["agreement"] = agreement_table(
+                sizes=args.sizes, methods=args.methods, configs=args.configs, arms=args.arms, dry=args.dry,
+                out_csv=args.out_dir / "bench_gpu_agreement.csv" if args.out_dir else None)
+        print(json.dumps(summary))
+        return 0
     if args.gpu and args.dry:
         from .bench_gpu import gpu_table
 

@@ -67,7 +67,9 @@ PAPER_TIME_2_EPOCHS_S = {
 
 # Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A4500": 94.6e12, "L4": 121e12}
-WARMUP_PER_BUCKET = 3  # CUDA graph trees: a warm-up run, a recording, then replays
+# Step graphs: two uncaptured steps, then the capture (common/step_graph.py); CUDA graph trees: a warm-up run, a
+# recording, then replays.
+WARMUP_PER_BUCKET = 3
 
 
 def sample_lengths(n: int, *, max_seq_length: int, seed: int) -> np.ndarray:
@@ -247,46 +249,80 @@ def arms_for(size: str, method: str, arms=None) -> list[str]:
     return [*DEFAULT_ARMS, *extra]
 
 
-def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dict, windows_for,
-                warmup_per_bucket: int, timed_steps: int, profile_steps: int, dry: bool, work_dir: Path) -> dict:
-    """Train one arm for its warm-up, timed and profiled steps; its row."""
-    import torch
-    from transformers import BertTokenizerFast, TrainerCallback
+def arm_config(*, size: str, method: str, arm: str, model_dir: Path):
+    """(config, bucket width, whether batches are padded to few shapes) of one arm, as the scripts would run it."""
+    from .model import resolve_cuda_graphs
 
-    from .attention import use_cudnn_attention
-    from .compile import compile_training_step
-    from .model import SMOKE_VOCAB, compile_seconds, count_parameters, load_model, resolve_cuda_graphs, resolve_precision
-    from .trainer import forward_and_loss, make_trainer_class, training_arguments
-
-    on_gpu = torch.cuda.is_available()
     arm_name, bucket = split_arm(arm)
     compiled, scope, graphs_asked, throughput = ARMS[arm_name]
     config = replace(layered_defaults(size, method, smoke=False), model_name=str(model_dir), logging_steps=10**6,
                      report_to="none", torch_compile=compiled, compile_scope=scope or "model", throughput=throughput,
                      cuda_graphs=graphs_asked, fast_cpu_dropout=False, bucket_width=bucket)
     config = apply_throughput(config)
+    graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
+    return config, bucket, compiled or graphs != "off"  # few shapes: as common/run.py decides padding and attention
+
+
+def arm_trainer(*, config, size: str, method: str, arm: str, windows: PackedWindows, order: list, dry: bool,
+                work_dir: Path, callbacks=(), trainer_class=None, dropout_off: bool = False):
+    """The scripts' Trainer set-up (common/run.py) for one arm, training on `windows` in `order`."""
+    import torch
+    from transformers import BertTokenizerFast, set_seed
+
+    from .attention import use_cudnn_attention
+    from .compile import compile_training_step
+    from .model import SMOKE_VOCAB, load_model, resolve_cuda_graphs, resolve_precision
+    from .trainer import forward_and_loss, make_trainer_class, training_arguments
+
+    graphs, _ = resolve_cuda_graphs(config, world_size=1)
+    few_shapes = config.torch_compile or graphs != "off"
+    set_seed(config.seed)  # as common/run.py: every arm starts from the same adapter weights
+    model = load_model(config)
+    if dropout_off:  # every dropout, BERT's and the adapters': the arms then compute the same function
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    use_cudnn_attention(few_shapes)
+    forward_loss, cudagraphs = forward_and_loss, False
+    if config.torch_compile:
+        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope, cuda_graphs=graphs == "trees",
+                                                         backend="aot_eager" if dry else "inductor")
+    args = training_arguments(config, precision=resolve_precision(config),
+                              output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
+    args.max_steps = len(order) // config.batch_size
+    args.disable_tqdm, args.logging_first_step = True, False
+
+    class InOrder(trainer_class or make_trainer_class()):
+        def _get_train_sampler(self, train_dataset=None):
+            return order
+
+    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
+    multiple = pad_multiple(few_shapes=few_shapes, on_gpu=torch.cuda.is_available(), bucket=config.bucket_width)
+    return InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
+                   data_collator=batch_collator(windows, pad_to_multiple_of=multiple), forward_loss=forward_loss,
+                   cudagraphs=cudagraphs, step_graphs=graphs == "step", callbacks=list(callbacks))
+
+
+def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dict, windows_for,
+                warmup_per_bucket: int, timed_steps: int, profile_steps: int, dry: bool, work_dir: Path) -> dict:
+    """Train one arm for its warm-up, timed and profiled steps; its row."""
+    import torch
+    from transformers import TrainerCallback
+
+    from .model import compile_seconds, count_parameters, resolve_cuda_graphs, resolve_precision
+
+    on_gpu = torch.cuda.is_available()
+    config, bucket, few_shapes = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
     windows = windows_for(config.max_seq_length)
-    order, warmup_steps = step_order(windows, batch_size=config.batch_size, warmup_steps_per_bucket=warmup_per_bucket,
+    # Compiled or captured arms visit each bucket for compilation, the uncaptured steps and the capture; an eager
+    # arm has nothing to prepare per shape: one visit each warms the libraries up.
+    order, warmup_steps = step_order(windows, batch_size=config.batch_size,
+                                     warmup_steps_per_bucket=warmup_per_bucket if few_shapes else 1,
                                      timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed,
                                      bucket=bucket)
     if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model = load_model(config)
-    trainable, total = count_parameters(model)
-    trainable_linear = sum(p.numel() for n, p in model.named_parameters()
-                           if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
-    graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
-    few_shapes = compiled or graphs != "off"  # as common/run.py decides padding and attention
-    use_cudnn_attention(few_shapes)
-    forward_loss, cudagraphs = forward_and_loss, False
-    if compiled:
-        forward_loss, cudagraphs = compile_training_step(model, scope=scope, backend="aot_eager" if dry else "inductor",
-                                                         cuda_graphs=graphs == "trees")
-    precision = resolve_precision(config)
-    args = training_arguments(config, precision=precision, output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
-    args.max_steps = len(order) // config.batch_size
-    args.disable_tqdm, args.logging_first_step = True, False
     clock = _Clock(warmup_steps=warmup_steps, timed_steps=timed_steps, profile_steps=profile_steps, on_gpu=on_gpu)
 
     class Marks(TrainerCallback):
@@ -296,16 +332,15 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         def on_step_end(self, _args, state, _control, **_kwargs):
             clock.step_end(state.global_step)
 
-    class InOrder(make_trainer_class()):
-        def _get_train_sampler(self, train_dataset=None):
-            return order  # warm-up over every bucket, then length-grouped batches
-
-    tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
+    trainer = arm_trainer(config=config, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
+                          work_dir=work_dir, callbacks=[Marks()])
+    model = trainer.model
+    trainable, total = count_parameters(model)
+    trainable_linear = sum(p.numel() for n, p in model.named_parameters()
+                           if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
+    precision = resolve_precision(config)
+    graphs, _ = resolve_cuda_graphs(config, world_size=1)
     multiple = pad_multiple(few_shapes=few_shapes, on_gpu=on_gpu, bucket=bucket)
-    trainer = InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                      data_collator=batch_collator(windows, pad_to_multiple_of=multiple),
-                      forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=graphs == "step",
-                      callbacks=[Marks()])
     compiling_before = compile_seconds()
     trainer.train()
     marks = clock.marks
@@ -331,7 +366,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     projected = 2 * FULL_TRAIN_FEATURES * mean_length / tokens_per_s
     row = {
         "device": device, "model_size": size, "method": method, "arm": arm,
-        "compile_scope": scope if compiled else "", "batch_size": config.batch_size,
+        "compile_scope": config.compile_scope if config.torch_compile else "", "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": graphs,
         "padded_to_multiple_of": multiple,
         "computed_tokens_per_real": round(computed_tokens_ratio(windows, timed_indices, batch_size=config.batch_size,
@@ -370,6 +405,150 @@ def parse_configs(specs, *, sizes, methods, arms=None) -> list[tuple[str, str, l
                              f"optionally with /N, a bucket width)")
         configs.append((size, method, chosen))
     return configs
+
+
+# Steps of the agreement check: two bucket widths in turn, so that a step-graph arm runs each width's two
+# uncaptured steps, its capture and three replays (common/step_graph.py).
+AGREEMENT_STEPS = 12
+
+
+def agreement_order(windows: PackedWindows, *, batch_size: int, bucket: int, steps: int, seed: int) -> list[int]:
+    """Batches that alternate between the two bucket widths with the most windows, each batch inside one bucket."""
+    widths = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
+    values, counts = np.unique(widths, return_counts=True)
+    chosen = values[np.argsort(-counts, kind="stable")[:2]]
+    rng = np.random.default_rng(seed)
+    order = []
+    for step in range(steps):
+        members = np.flatnonzero(widths == chosen[step % len(chosen)])
+        order += rng.choice(members, size=batch_size, replace=len(members) < batch_size).tolist()
+    return order
+
+
+def agreement(*, size: str, method: str, arms: list[str], model_dir: Path, windows_for, dry: bool, work_dir: Path,
+              steps: int = AGREEMENT_STEPS) -> list[dict]:
+    """Each arm trained `steps` steps from the same weights on the same batches with every dropout off, so that all
+    arms compute the same function; each arm's losses, gradient norms and weights against the first arm's.
+
+    `weight_update_rel_diff` is |w_arm - w_first| / |w_first - w_start| over the trained parameters: how far the arm's
+    training went elsewhere, relative to how far training went. Naming the first arm twice (`eager,eager,...`)
+    measures what two runs of the same arm differ by (on a GPU, atomics in some backward kernels), the floor the
+    other arms compare with.
+    """
+    import torch
+
+    from .model import resolve_precision
+    from .trainer import make_trainer_class
+
+    class Recording(make_trainer_class()):
+        """Keeps every step's loss and gradient norm on the device (cloned: a replayed graph rewrites its outputs)."""
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            self.recorded["loss"].append(loss.detach().float().clone())
+            return loss
+
+        def _clip_grad_norm(self, model):
+            norm = super()._clip_grad_norm(model)
+            self.recorded["grad_norm"].append(torch.as_tensor(norm).detach().float().clone())
+            return norm
+
+    reference = None
+    rows = []
+    order = None
+    for arm in arms:
+        config, bucket, _ = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
+        config = replace(config, lora_dropout=0.0)
+        windows = windows_for(config.max_seq_length)
+        if order is None:  # the first arm's batches for every arm
+            order = agreement_order(windows, batch_size=config.batch_size, bucket=bucket, steps=steps, seed=config.seed)
+        trainer = arm_trainer(config=config, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
+                              work_dir=work_dir, trainer_class=Recording, dropout_off=True)
+        trainer.recorded = {"loss": [], "grad_norm": []}
+        start = _trained_weights(trainer.model)
+        trainer.train()
+        result = {"loss": torch.stack(trainer.recorded["loss"]).cpu(),
+                  "grad_norm": torch.stack(trainer.recorded["grad_norm"]).cpu(), "start": start,
+                  "end": _trained_weights(trainer.model)}
+        graphs = "step" if trainer.step_graphs is not None else "trees" if trainer.cudagraphs else "off"
+        del trainer
+        if reference is None:
+            reference = result
+        row = {"model_size": size, "method": method, "arm": arm, "reference_arm": arms[0],
+               "precision": resolve_precision(config), "cuda_graphs": graphs, "steps": len(result["loss"]),
+               "loss_first": round(float(result["loss"][0]), 6), "loss_last": round(float(result["loss"][-1]), 6)}
+        row.update(compare_training(result, reference))
+        rows.append(row)
+        torch._dynamo.reset()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return rows
+
+
+def _trained_weights(model) -> dict:
+    return {n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def compare_training(result: dict, reference: dict) -> dict:
+    """How far one arm's training is from the reference arm's (see `agreement`)."""
+    if result["loss"].shape != reference["loss"].shape or result["start"].keys() != reference["start"].keys():
+        return {"start_max_abs_diff": float("nan"), "loss_max_abs_diff": float("nan"),
+                "grad_norm_max_rel_diff": float("nan"), "weight_update_rel_diff": float("nan")}
+    start = max(float((result["start"][n] - reference["start"][n]).abs().max()) for n in reference["start"])
+    moved = sum(float((reference["end"][n] - reference["start"][n]).pow(2).sum()) for n in reference["start"])
+    apart = sum(float((result["end"][n] - reference["end"][n]).pow(2).sum()) for n in reference["start"])
+    norms = reference["grad_norm"].clamp_min(1e-12)
+    return {"start_max_abs_diff": start,
+            "loss_max_abs_diff": float((result["loss"] - reference["loss"]).abs().max()),
+            "grad_norm_max_rel_diff": float(((result["grad_norm"] - reference["grad_norm"]).abs() / norms).max()),
+            "weight_update_rel_diff": math.sqrt(apart / moved) if moved > 0 else float("nan")}
+
+
+def agreement_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dora", "qdora"), configs=None,
+                    arms=None, dry: bool = False, out_csv: Path | None = None) -> list[dict]:
+    """`agreement` for every configuration (`parse_configs`; default arms: eager twice, graphs, compiled-layers)."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    shapes = DRY_SHAPES if dry else GPU_SHAPES
+    vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
+    windows_cache, rows = {}, []
+
+    def windows_for(max_seq_length):
+        if max_seq_length not in windows_cache:
+            windows_cache[max_seq_length] = synthetic_windows(2_000, vocab_size=vocab_size,
+                                                              max_seq_length=max_seq_length, seed=0)
+        return windows_cache[max_seq_length]
+
+    print(f"[agreement] {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}: {AGREEMENT_STEPS} "
+          f"steps per arm from the same weights on the same batches, every dropout off", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for size, method, config_arms in parse_configs(configs, sizes=sizes, methods=methods,
+                                                       arms=arms or ("eager", "eager", "graphs", "compiled-layers")):
+            model_dir = tmp / size
+            if not model_dir.exists():
+                with torch.random.fork_rng():
+                    torch.manual_seed(0)
+                    BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shapes[size],
+                                                        max_position_embeddings=512)).save_pretrained(model_dir)
+            try:
+                found = agreement(size=size, method=method, arms=config_arms, model_dir=model_dir,
+                                  windows_for=windows_for, dry=dry, work_dir=tmp)
+            except Exception as exc:  # one failing configuration must not lose the others' numbers
+                print(f"[agreement] {size} {method}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                found = [{"model_size": size, "method": method, "error": repr(exc)[:300]}]
+            for row in found:
+                if "error" not in row:
+                    print(f"[agreement] {size:5s} {method:5s} {row['arm']:17s} graphs {row['cuda_graphs']:5s} "
+                          f"{row['precision']}  loss {row['loss_first']:.4f} -> {row['loss_last']:.4f}  "
+                          f"vs {row['reference_arm']}: loss max |diff| {row['loss_max_abs_diff']:.2e}  grad norm "
+                          f"max rel diff {row['grad_norm_max_rel_diff']:.2e}  weight update rel diff "
+                          f"{row['weight_update_rel_diff']:.2e}", flush=True)
+            rows += found
+            write_rows(out_csv, rows)
+    return rows
 
 
 def _known_arm(arm: str) -> bool:

@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -237,3 +238,49 @@ def test_real_benchmark_without_the_sample_falls_back_to_the_hub_then_says_why_n
     assert capsys.readouterr().err.strip() == (
         "error: no --data given and the Hub fallback failed (could not load Hub dataset 'nunorc/squad_v1_pt'): pass "
         "--data with a SQuAD v1.1 JSON file of three or more articles, such as the public sample of squad_v1_pt")
+
+
+def test_agreement_check_dry_run_compares_each_arm_with_the_first(tmp_path, capsys):
+    """`--gpu --agreement --dry`: the same training in several arms, dropout off; on a CPU nothing is captured, so a
+    repeated arm and the graphs arm (the eager step) match the first exactly and the compiled arm to rounding."""
+    assert bench.main(["--gpu", "--agreement", "--dry", "--configs", "base:lora:eager,eager,graphs,compiled-layers",
+                       "--out_dir", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bench_gpu_agreement.csv", encoding="utf-8")))
+    assert [row["arm"] for row in rows] == ["eager", "eager", "graphs", "compiled-layers"]
+    assert all(row["reference_arm"] == "eager" and row["steps"] == str(bench_gpu.AGREEMENT_STEPS) for row in rows)
+    for row in rows[:3]:
+        assert float(row["start_max_abs_diff"]) == 0
+        assert float(row["loss_max_abs_diff"]) == 0 and float(row["weight_update_rel_diff"]) == 0
+    compiled = rows[3]
+    assert float(compiled["start_max_abs_diff"]) == 0  # every arm starts from the same adapter weights
+    assert 0 < float(compiled["loss_max_abs_diff"]) < 1e-3 and float(compiled["grad_norm_max_rel_diff"]) < 1e-2
+    assert float(compiled["weight_update_rel_diff"]) < 0.1
+    assert "weight update rel diff" in capsys.readouterr().out
+    assert bench.main(["--agreement", "--dry"]) == 2  # goes with --gpu
+
+
+def test_agreement_order_alternates_two_full_buckets():
+    windows = bench_gpu.synthetic_windows(3000, vocab_size=500, max_seq_length=384, seed=0)
+    order = bench_gpu.agreement_order(windows, batch_size=16, bucket=16, steps=12, seed=0)
+    widths = [-(-int(windows.lengths[order[i:i + 16]].max()) // 16) * 16 for i in range(0, len(order), 16)]
+    assert len(widths) == 12 and len(set(widths)) == 2
+    assert widths[0::2] == [widths[0]] * 6 and widths[1::2] == [widths[1]] * 6  # in turn: each captured, replayed
+    for i in range(0, len(order), 16):  # every window of a batch inside that batch's bucket
+        assert (-(-windows.lengths[order[i:i + 16]] // 16) * 16 == widths[i // 16]).all()
+
+
+def test_comparing_two_trainings():
+    import torch
+
+    reference = {"loss": torch.tensor([2.0, 1.0]), "grad_norm": torch.tensor([4.0, 2.0]),
+                 "start": {"w": torch.zeros(2)}, "end": {"w": torch.tensor([3.0, 4.0])}}  # moved by 5
+    same = bench_gpu.compare_training(reference, reference)
+    assert same == {"start_max_abs_diff": 0, "loss_max_abs_diff": 0, "grad_norm_max_rel_diff": 0,
+                    "weight_update_rel_diff": 0}
+    other = {"loss": torch.tensor([2.0, 1.5]), "grad_norm": torch.tensor([5.0, 2.0]),
+             "start": {"w": torch.zeros(2)}, "end": {"w": torch.tensor([3.0, 3.0])}}  # 1 apart
+    assert bench_gpu.compare_training(other, reference) == pytest.approx(
+        {"start_max_abs_diff": 0, "loss_max_abs_diff": 0.5, "grad_norm_max_rel_diff": 0.25,
+         "weight_update_rel_diff": 0.2})
+    fewer = {**other, "loss": torch.tensor([2.0])}  # another number of steps (e.g. another batch size): no comparison
+    assert all(math.isnan(v) for v in bench_gpu.compare_training(fewer, reference).values())
