@@ -329,7 +329,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arms", nargs="+", metavar="ARM[/N]",
                         help=f"GPU table: the arms of every configuration, of {', '.join(ARMS)}; /N pads to buckets of "
                              "N tokens instead of 16 (default: eager, graphs, compiled-layers; full fine-tuning also "
-                             "throughput-layers, Base LoRA also compiled-model)")
+                             "throughput-layers, Base LoRA also graphs/64)")
     parser.add_argument("--agreement", action="store_true",
                         help="with --gpu: compare the arms' training numerically (dropout off, 12 steps) instead of "
                              "timing them")

@@ -71,7 +71,7 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "collation of 16 windows" in printed and "eager steps/s -> fastest arm" in printed
     rows = {row["arm"]: row for row in csv.DictReader(open(out, encoding="utf-8"))}
-    assert set(rows) == {"eager", "graphs", "compiled-layers", "compiled-model"}
+    assert set(rows) == {"eager", "graphs", "compiled-layers", "graphs/64"}
     assert not any(row.get("error") for row in rows.values())
     assert {row["cuda_graphs"] for row in rows.values()} == {"off"}  # no CUDA GPU: nothing is captured
     for row in rows.values():
@@ -81,7 +81,11 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     assert float(rows["compiled-layers"]["compile_s"]) > 0 and float(rows["eager"]["compile_s"]) == 0
     assert float(rows["graphs"]["compile_s"]) == 0
     # Compiled, the step dispatches fewer operations (fused into graphs) than eagerly.
-    assert float(rows["compiled-model"]["kernels_per_step"]) < float(rows["eager"]["kernels_per_step"])
+    assert float(rows["compiled-layers"]["kernels_per_step"]) < float(rows["eager"]["kernels_per_step"])
+    # No GPU: nothing is captured, so only compiled arms pad to buckets (16, or 64 where the arm says so).
+    assert {arm: row["padded_to_multiple_of"] for arm, row in rows.items()} == {
+        "eager": "1", "graphs": "1", "graphs/64": "1", "compiled-layers": "16"}
+    assert all(float(row["computed_tokens_per_real"]) >= 1 for row in rows.values())
 
 
 def test_gpu_configurations_and_their_arms(capsys):
