@@ -144,7 +144,7 @@ def make_trainer_class():
 
     from .fused_qkv import training_projections
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
-    from .patches import ask_for_lomo_once
+    from .patches import ask_for_lomo_once, dora_weight_product
     from .sampler import EpochSampler
 
     ask_for_lomo_once()  # accelerate's optimizer step would search sys.path twice per step (common/patches.py)
@@ -234,8 +234,11 @@ def make_trainer_class():
             # The dtype autocast computes in: the fused frozen query/key/value weight is made in it, once.
             autocast_dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
             self.step_graphs = None  # captured for this training only
+            # peft computes DoRA's B·A through an identity matrix so that FSDP's sharded weights work; elsewhere one
+            # matrix product (common/patches.py).
+            dora_product = contextlib.nullcontext() if self.is_fsdp_enabled else dora_weight_product(self.model)
             with step_bookkeeping_without_module_walks(self.model), \
-                    training_projections(self.model, dtype=autocast_dtype):
+                    training_projections(self.model, dtype=autocast_dtype), dora_product:
                 output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output

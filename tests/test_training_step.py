@@ -15,7 +15,8 @@ from common.data import SMOKE_TRAIN_FILE, align_training_answers, load_squad_fil
 from common.feature_cache import build_features
 from common.model import ensure_smoke_model, load_model
 from common.patches import (
-    ACCELERATE_LOMO_CHECK_SHA256, BNB_LINEAR4BIT_FORWARD_SHA256, PEFT_DEQUANTIZE_SHA256, apply_compile_patches, dequantize_module_weight, source_hash,
+    ACCELERATE_LOMO_CHECK_SHA256, BNB_LINEAR4BIT_FORWARD_SHA256, PEFT_DEQUANTIZE_SHA256, PEFT_DORA_LORA_WEIGHT_SHA256,
+    apply_compile_patches, dequantize_module_weight, dora_weight_product, source_hash,
 )
 from common.preprocess import MODEL_INPUTS, prepare_train_features
 from common.trainer import collate_without_length, forward_and_loss, make_trainer_class, training_arguments
@@ -183,10 +184,15 @@ def test_no_graph_break_in_the_training_forward(method, windows):
     prepare_4bit_layers_for_compile(model)
     batch = windows.batch(range(16), pad_to_multiple_of=BUCKET)
     torch._dynamo.reset()
-    for _ in range(2):  # the first call is where bitsandbytes used to change its own state
-        explained = torch._dynamo.explain(forward_and_loss)(model.train(), batch)
-        assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
-            str(r.reason).splitlines()[0] for r in explained.break_reasons]
+    from common.fused_qkv import training_projections
+
+    # As QATrainer.train compiles it: the attention's training projections, DoRA's one-product B·A.
+    with training_projections(model), dora_weight_product(model) as dora_product:
+        assert dora_product == (method in ("dora", "qdora"))
+        for _ in range(2):  # the first call is where bitsandbytes used to change its own state
+            explained = torch._dynamo.explain(forward_and_loss)(model.train(), batch)
+            assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
+                str(r.reason).splitlines()[0] for r in explained.break_reasons]
     torch._dynamo.reset()
 
 
@@ -288,6 +294,9 @@ def test_patched_library_sources_are_the_ones_the_patches_were_written_for():
     assert source_hash(integrations.dequantize_module_weight) == PEFT_DEQUANTIZE_SHA256
     assert source_hash(Linear4bit.forward) == BNB_LINEAR4BIT_FORWARD_SHA256
     assert source_hash(imports.is_lomo_available) == ACCELERATE_LOMO_CHECK_SHA256
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    assert source_hash(DoraLinearLayer.get_lora_weight) == PEFT_DORA_LORA_WEIGHT_SHA256
 
 
 def test_optimizer_steps_do_not_search_for_packages(windows, tmp_path, monkeypatch):
@@ -316,3 +325,77 @@ def test_patched_dequantize_equals_peft(method):
     _, model = smoke_model(method)
     layer = next(m for n, m in model.named_modules() if n.endswith("attention.self.query.base_layer"))
     torch.testing.assert_close(dequantize_module_weight(layer), peft_dequantize(layer), rtol=0, atol=0)
+
+
+class CountOps(TorchDispatchMode):
+    """aten operations dispatched (each a kernel or a view on a device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def dora_step(model, batch, *, autocast: bool):
+    """One forward and backward with dropout off: (loss, trained parameters' gradients, the aten ops it ran)."""
+    model.zero_grad()
+    counter = CountOps()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), counter:
+        loss = forward_and_loss(model, batch)
+        loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads, counter.ops
+
+
+@pytest.mark.parametrize("method, autocast", [("dora", False), ("dora", True), ("qdora", True)])
+def test_dora_weight_product_equals_peft_with_fewer_operations(method, autocast, windows):
+    from peft.tuners.lora.dora import DoraLinearLayer
+
+    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
+    for module in model.modules():  # the same function in both: dropout masks are drawn in another order otherwise
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    layers = [m for m in model.modules() if isinstance(m, DoraLinearLayer)]
+    batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
+    peft_loss, peft_grads, peft_ops = dora_step(model, batch, autocast=autocast)
+    original = DoraLinearLayer.get_lora_weight
+    with dora_weight_product(model) as applied:
+        assert applied and DoraLinearLayer.get_lora_weight is not original
+        loss, grads, ops = dora_step(model, batch, autocast=autocast)
+        layer = model.base_model.model.bert.encoder.layer[0].attention.self.query
+        adapter = layer.active_adapters[0]
+        with torch.no_grad():
+            ours = layer.lora_magnitude_vector[adapter].get_lora_weight(
+                lora_A=layer.lora_A[adapter], lora_B=layer.lora_B[adapter], adapter_name=adapter)
+    assert DoraLinearLayer.get_lora_weight is original  # peft's own again after training
+    with torch.no_grad():
+        peft_product = layer.lora_magnitude_vector[adapter].get_lora_weight(
+            lora_A=layer.lora_A[adapter], lora_B=layer.lora_B[adapter], adapter_name=adapter)
+    torch.testing.assert_close(ours, peft_product, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(loss, peft_loss, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == peft_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], peft_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+    # No identity matrix any more, and one matrix product fewer per DoRA layer.
+    assert "aten.eye.default" in peft_ops and "aten.eye.default" not in ops
+    products = ("aten.mm.default", "aten.addmm.default")
+    assert sum(op in products for op in peft_ops) - sum(op in products for op in ops) == len(layers)
+    assert len(peft_ops) - len(ops) >= 3 * len(layers)
+
+
+def test_dora_weight_product_leaves_other_models_and_changed_peft_alone(monkeypatch, caplog):
+    from peft.tuners.lora import dora
+
+    _, lora = smoke_model("lora")
+    with dora_weight_product(lora) as applied:
+        assert not applied
+    _, model = smoke_model("dora")
+    monkeypatch.setattr("common.patches.PEFT_DORA_LORA_WEIGHT_SHA256", "0" * 16)  # as if peft had changed it
+    original = dora.DoraLinearLayer.get_lora_weight
+    with caplog.at_level("WARNING", logger="bertimbau_qa"), dora_weight_product(model) as applied:
+        assert not applied and dora.DoraLinearLayer.get_lora_weight is original
+    assert "DoraLinearLayer.get_lora_weight is not the source" in caplog.text
