@@ -145,7 +145,7 @@ def train(method, tmp_path, *, step_graphs, capture=record_capture, steps=12, fl
     return trained, losses, norms, trainer
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
+@pytest.mark.parametrize("method", ["lora", "full", "qlora", "dora", "qdora"])
 def test_step_graphs_train_exactly_like_the_trainer(method, tmp_path):
     reference, losses, norms, _ = train(method, tmp_path, step_graphs=False)
     graphed, graphed_losses, graphed_norms, trainer = train(method, tmp_path, step_graphs=True)
