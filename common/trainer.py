@@ -142,6 +142,7 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
+    from .frozen_weights import frozen_weights_in
     from .fused_qkv import training_projections
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
     from .patches import ask_for_lomo_once, dora_weight_product
@@ -237,8 +238,13 @@ def make_trainer_class():
             # peft computes DoRA's B·A through an identity matrix so that FSDP's sharded weights work; elsewhere one
             # matrix product (common/patches.py).
             dora_product = contextlib.nullcontext() if self.is_fsdp_enabled else dora_weight_product(self.model)
+            # Frozen weights cast to that dtype once (common/frozen_weights.py), inside the projections: the query,
+            # key and value weights they fuse are left out. Not under FSDP or DeepSpeed, which flatten and shard the
+            # parameters themselves (one dtype per flat parameter).
+            sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+            frozen = frozen_weights_in(self.model, None if sharded else autocast_dtype)
             with step_bookkeeping_without_module_walks(self.model), \
-                    training_projections(self.model, dtype=autocast_dtype), dora_product:
+                    training_projections(self.model, dtype=autocast_dtype), dora_product, frozen:
                 output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output

@@ -399,3 +399,44 @@ def test_dora_weight_product_leaves_other_models_and_changed_peft_alone(monkeypa
     with caplog.at_level("WARNING", logger="bertimbau_qa"), dora_weight_product(model) as applied:
         assert not applied and dora.DoraLinearLayer.get_lora_weight is original
     assert "DoraLinearLayer.get_lora_weight is not the source" in caplog.text
+
+
+@pytest.mark.parametrize("method, swapped_per_layer, qa_head", [
+    # LoRA: the attention output's base layer and the two feed-forward layers (query, key and value are fused by
+    # the training projections, from their own bf16 weight). DoRA keeps its base layers in fp32 for its weight
+    # norm: the feed-forward layers only. 4-bit layers are not plain Linears. Under the adapter methods the QA
+    # head's frozen original (peft's modules_to_save keeps it beside the trained copy) is one more.
+    ("lora", 3, 1), ("dora", 2, 1), ("qlora", 0, 1), ("full", 0, 0),
+])
+def test_frozen_weights_cast_once_compute_exactly_the_same(method, swapped_per_layer, qa_head, windows):
+    from common.frozen_weights import frozen_weights_in
+    from common.fused_qkv import training_projections
+
+    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
+    with training_projections(model, dtype=torch.bfloat16):
+        dora_step(model, batch, autocast=True)  # bitsandbytes sets its layers up (bias cast) on the first call
+        originals = {n: p for n, p in model.named_parameters()}
+        loss, grads, ops = dora_step(model, batch, autocast=True)
+        with frozen_weights_in(model, torch.bfloat16) as swapped:
+            frozen_loss, frozen_grads, frozen_ops = dora_step(model, batch, autocast=True)
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            assert swapped == swapped_per_layer * len(base.bert.encoder.layer) + qa_head
+            casts = [n for n, p in model.named_parameters() if p is not originals[n]]
+            assert len(casts) == 2 * swapped
+            assert all(originals[n].dtype == torch.float32 and not originals[n].requires_grad for n in casts)
+            assert all(model.get_parameter(n).dtype == torch.bfloat16 and not model.get_parameter(n).requires_grad
+                       and torch.equal(model.get_parameter(n), originals[n].to(torch.bfloat16)) for n in casts)
+    # Bit for bit: autocast rounded the same weights the same way, once per step before.
+    assert torch.equal(frozen_loss, loss)
+    assert frozen_grads.keys() == grads.keys() and all(torch.equal(frozen_grads[n], grads[n]) for n in grads)
+    # Two casts fewer (weight, bias) per step for each frozen layer the forward uses (not the QA head's original).
+    assert ops.count("aten._to_copy.default") - frozen_ops.count("aten._to_copy.default") == 2 * (swapped - qa_head)
+    # Training over: the very same fp32 parameters again.
+    assert all(p is originals[n] for n, p in model.named_parameters()) and len(originals) == len(list(model.parameters()))
+    with frozen_weights_in(model, None) as none, frozen_weights_in(model, torch.float32) as fp32:
+        assert none == fp32 == 0

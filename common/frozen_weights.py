@@ -1,0 +1,71 @@
+"""Frozen linear weights kept in autocast's dtype while training, instead of cast from fp32 at every step.
+
+Why: autocast casts a linear layer's fp32 weight to bf16 every time the layer runs, and caches the cast only for
+weights that train. The adapters freeze the base model, so for LoRA and DoRA every frozen weight (the feed-forward
+layers, the attention output's base layer) was cast again at every step: for BERTimbau-Base LoRA 36 casts of 64M
+weights in all, about 380 MB read and written per step, and on a CPU the same work in bf16. Cast once when
+training starts, the layers compute exactly what they computed before (the same rounding, once instead of at
+every step; tests/test_training_step.py compares losses and gradients bit for bit).
+
+Which layers: plain `torch.nn.Linear` modules whose weight does not train and is fp32. Left alone: 4-bit layers
+(bitsandbytes dequantizes them into the compute dtype itself), DoRA's base layers (DoRA also reads the base weight
+for its weight norm, in fp32: a bf16 copy would change that norm), and the query/key/value base layers that
+`common/fused_qkv.py` already replaces with one pre-cast weight. The fp32 weights are put back when training ends:
+evaluation, saving and export see the model unchanged. It costs the bf16 copies while training, beside their fp32 originals
+(BERTimbau-Base LoRA: 64M weights, 128 MB; Large LoRA: 227M weights, 453 MB).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+
+
+def _dora_base_layers(model: torch.nn.Module) -> set[int]:
+    """ids of the base layers of peft layers with a DoRA magnitude (their weight feeds DoRA's weight norm)."""
+    found = set()
+    for module in model.modules():
+        if getattr(module, "lora_magnitude_vector", None) and hasattr(module, "get_base_layer"):
+            found.add(id(module.get_base_layer()))
+    return found
+
+
+def _fused_qkv_base_layers(model: torch.nn.Module) -> set[int]:
+    """ids of query/key/value base layers that common/fused_qkv.py computes from its own concatenated weight."""
+    found = set()
+    for module in model.modules():
+        if getattr(module, "fused_qkv_weight", None) is not None:
+            for name in ("query", "key", "value"):
+                found.add(id(getattr(module, name).base_layer))
+    return found
+
+
+@contextlib.contextmanager
+def frozen_weights_in(model: torch.nn.Module, dtype: Optional[torch.dtype]):
+    """While inside, frozen fp32 `nn.Linear` weights and biases of `model` are parameters of `dtype` (what autocast
+    computes in; None: nothing changes); yields how many layers. Call it inside `training_projections`."""
+    if dtype is None or dtype == torch.float32:
+        yield 0
+        return
+    skip = _dora_base_layers(model) | _fused_qkv_base_layers(model)
+    swapped = []
+    for module in model.modules():
+        if (type(module) is not torch.nn.Linear or id(module) in skip or module.weight.requires_grad
+                or module.weight.dtype != torch.float32
+                or (module.bias is not None and (module.bias.requires_grad or module.bias.dtype != torch.float32))):
+            continue
+        originals = {"weight": module.weight, "bias": module.bias}
+        for name, original in originals.items():
+            if original is not None:
+                with torch.no_grad():
+                    # The same rounding autocast applies at every step (round to nearest even), done once.
+                    setattr(module, name, torch.nn.Parameter(original.to(dtype), requires_grad=False))
+        swapped.append((module, originals))
+    try:
+        yield len(swapped)
+    finally:
+        for module, originals in swapped:
+            for name, original in originals.items():
+                if original is not None:
+                    setattr(module, name, original)
