@@ -16,7 +16,7 @@ LAYERS = {
     "preflight": 2, "tracking": 2, "model_card": 2, "results": 2, "compile": 2, "patches": 2, "output_dir": 2,
     "config": 1, "data": 1, "preprocess": 1, "postprocess": 1, "squad_metric": 1, "feature_cache": 1,
     "distributed": 1, "cpu_dropout": 1, "attention": 1, "batches": 1, "quiet": 1, "sampler": 1, "durable": 1,
-    "optim": 1, "step_graph": 1, "fused_qkv": 2,
+    "optim": 1, "step_graph": 1, "fused_qkv": 2, "frozen_weights": 1,
 }
 
 
