@@ -370,6 +370,8 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         "device": device, "model_size": size, "method": method, "arm": arm,
         "compile_scope": config.compile_scope if config.torch_compile else "", "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": graphs,
+        "graphs_that_ran": graphs_that_ran(trainer),
+        "step_graph_captures": trainer.step_graphs.captures if trainer.step_graphs is not None else 0,
         "padded_to_multiple_of": multiple,
         "computed_tokens_per_real": round(computed_tokens_ratio(windows, timed_indices, batch_size=config.batch_size,
                                                                 multiple=multiple), 3),
@@ -472,7 +474,7 @@ def agreement(*, size: str, method: str, arms: list[str], model_dir: Path, windo
         result = {"loss": torch.stack(trainer.recorded["loss"]).cpu(),
                   "grad_norm": torch.stack(trainer.recorded["grad_norm"]).cpu(), "start": start,
                   "end": _trained_weights(trainer.model)}
-        graphs = "step" if trainer.step_graphs is not None else "trees" if trainer.cudagraphs else "off"
+        graphs = graphs_that_ran(trainer)
         del trainer
         if reference is None:
             reference = result
@@ -486,6 +488,15 @@ def agreement(*, size: str, method: str, arms: list[str], model_dir: Path, windo
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return rows
+
+
+def graphs_that_ran(trainer) -> str:
+    """step (captured whole), trees (torch.compile's CUDA graphs), or off: what the arm's training really used; a
+    failed capture (the run warned and went on uncaptured) reads `off (capture failed: ...)`."""
+    graphs = trainer.step_graphs
+    if graphs is not None:
+        return "step" if graphs.disabled_because is None else f"off (capture failed: {graphs.disabled_because})"
+    return "trees" if trainer.cudagraphs else "off"
 
 
 def _trained_weights(model) -> dict:
@@ -608,7 +619,8 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
                 if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
                     write_rows(out_csv, rows)
                 if "error" not in row:
-                    print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['cuda_graphs']:5s} "
+                    print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['graphs_that_ran']:5s} "
+                          f"({row['step_graph_captures']} captured) "
                           f"pad x{row['padded_to_multiple_of']} ({row['computed_tokens_per_real']} tok/real) "
                           f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
                           f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "

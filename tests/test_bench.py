@@ -74,6 +74,7 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     assert set(rows) == {"eager", "graphs", "compiled-layers", "graphs/64"}
     assert not any(row.get("error") for row in rows.values())
     assert {row["cuda_graphs"] for row in rows.values()} == {"off"}  # no CUDA GPU: nothing is captured
+    assert {(row["graphs_that_ran"], row["step_graph_captures"]) for row in rows.values()} == {("off", "0")}
     for row in rows.values():
         assert float(row["steps_per_s"]) > 0 and float(row["real_tokens_per_s"]) > 0
         assert float(row["projected_2_epochs_s"]) > 0 and row["paper_2_epochs_s"] == "1897"
@@ -288,3 +289,14 @@ def test_comparing_two_trainings():
          "weight_update_rel_diff": 0.2})
     fewer = {**other, "loss": torch.tensor([2.0])}  # another number of steps (e.g. another batch size): no comparison
     assert all(math.isnan(v) for v in bench_gpu.compare_training(fewer, reference).values())
+
+
+def test_the_rows_say_which_graphs_really_ran():
+    from types import SimpleNamespace
+
+    captured = SimpleNamespace(step_graphs=SimpleNamespace(disabled_because=None), cudagraphs=False)
+    failed = SimpleNamespace(step_graphs=SimpleNamespace(disabled_because="RuntimeError: boom"), cudagraphs=False)
+    trees = SimpleNamespace(step_graphs=None, cudagraphs=True)
+    uncaptured = SimpleNamespace(step_graphs=None, cudagraphs=False)
+    assert [bench_gpu.graphs_that_ran(t) for t in (captured, failed, trees, uncaptured)] == [
+        "step", "off (capture failed: RuntimeError: boom)", "trees", "off"]
