@@ -33,6 +33,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -251,8 +252,19 @@ def arms_for(size: str, method: str, arms=None) -> list[str]:
     return [*DEFAULT_ARMS, *extra]
 
 
-def arm_config(*, size: str, method: str, arm: str, model_dir: Path):
-    """(config, bucket width, whether batches are padded to few shapes) of one arm, as the scripts would run it."""
+class ArmSetup(NamedTuple):
+    """How the scripts would run one arm: its config and what `common/run.py` derives from it."""
+
+    config: object  # RunConfig
+    graphs: str  # step, trees or off (common.model.resolve_cuda_graphs)
+    few_shapes: bool  # compiled or captured: batches padded to buckets, cuDNN attention
+    pad_to_multiple_of: int
+
+
+def arm_config(*, size: str, method: str, arm: str, model_dir: Path) -> ArmSetup:
+    """The set-up of one arm, as the scripts would run it."""
+    import torch
+
     from .model import resolve_cuda_graphs
 
     arm_name, bucket = split_arm(arm)
@@ -262,10 +274,12 @@ def arm_config(*, size: str, method: str, arm: str, model_dir: Path):
                      cuda_graphs=graphs_asked, fast_cpu_dropout=False, bucket_width=bucket)
     config = apply_throughput(config)
     graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
-    return config, bucket, compiled or graphs != "off"  # few shapes: as common/run.py decides padding and attention
+    few_shapes = compiled or graphs != "off"  # as common/run.py decides padding and attention
+    return ArmSetup(config, graphs, few_shapes, pad_multiple(few_shapes=few_shapes, on_gpu=torch.cuda.is_available(),
+                                                             bucket=bucket))
 
 
-def arm_trainer(*, config, size: str, method: str, arm: str, windows: PackedWindows, order: list, dry: bool,
+def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: PackedWindows, order: list, dry: bool,
                 work_dir: Path, callbacks=(), trainer_class=None, dropout_off: bool = False):
     """The scripts' Trainer set-up (common/run.py) for one arm, training on `windows` in `order`."""
     import torch
@@ -273,21 +287,21 @@ def arm_trainer(*, config, size: str, method: str, arm: str, windows: PackedWind
 
     from .attention import use_cudnn_attention
     from .compile import compile_training_step
-    from .model import SMOKE_VOCAB, load_model, resolve_cuda_graphs, resolve_precision
+    from .model import SMOKE_VOCAB, load_model, resolve_precision
     from .trainer import forward_and_loss, make_trainer_class, training_arguments
 
-    graphs, _ = resolve_cuda_graphs(config, world_size=1)
-    few_shapes = config.torch_compile or graphs != "off"
+    config = setup.config
     set_seed(config.seed)  # as common/run.py: every arm starts from the same adapter weights
     model = load_model(config)
     if dropout_off:  # every dropout, BERT's and the adapters': the arms then compute the same function
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-    use_cudnn_attention(few_shapes)
+    use_cudnn_attention(setup.few_shapes)
     forward_loss, cudagraphs = forward_and_loss, False
     if config.torch_compile:
-        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope, cuda_graphs=graphs == "trees",
+        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope,
+                                                         cuda_graphs=setup.graphs == "trees",
                                                          backend="aot_eager" if dry else "inductor")
     args = training_arguments(config, precision=resolve_precision(config),
                               output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
@@ -299,10 +313,10 @@ def arm_trainer(*, config, size: str, method: str, arm: str, windows: PackedWind
             return order
 
     tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
-    multiple = pad_multiple(few_shapes=few_shapes, on_gpu=torch.cuda.is_available(), bucket=config.bucket_width)
     return InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                   data_collator=batch_collator(windows, pad_to_multiple_of=multiple), forward_loss=forward_loss,
-                   cudagraphs=cudagraphs, step_graphs=graphs == "step", callbacks=list(callbacks))
+                   data_collator=batch_collator(windows, pad_to_multiple_of=setup.pad_to_multiple_of),
+                   forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=setup.graphs == "step",
+                   callbacks=list(callbacks))
 
 
 def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dict, windows_for,
@@ -311,17 +325,18 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     import torch
     from transformers import TrainerCallback
 
-    from .model import compile_seconds, count_parameters, resolve_cuda_graphs, resolve_precision
+    from .model import compile_seconds, count_parameters, resolve_precision
 
     on_gpu = torch.cuda.is_available()
-    config, bucket, few_shapes = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
+    setup = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
+    config = setup.config
     windows = windows_for(config.max_seq_length)
     # Compiled or captured arms visit each bucket for compilation, the uncaptured steps and the capture; an eager
     # arm has nothing to prepare per shape: one visit each warms the libraries up.
     order, warmup_steps = step_order(windows, batch_size=config.batch_size,
-                                     warmup_steps_per_bucket=warmup_per_bucket if few_shapes else 1,
+                                     warmup_steps_per_bucket=warmup_per_bucket if setup.few_shapes else 1,
                                      timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed,
-                                     bucket=bucket)
+                                     bucket=config.bucket_width)
     if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -334,15 +349,14 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         def on_step_end(self, _args, state, _control, **_kwargs):
             clock.step_end(state.global_step)
 
-    trainer = arm_trainer(config=config, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
+    trainer = arm_trainer(setup=setup, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
                           work_dir=work_dir, callbacks=[Marks()])
     model = trainer.model
     trainable, total = count_parameters(model)
     trainable_linear = sum(p.numel() for n, p in model.named_parameters()
                            if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
     precision = resolve_precision(config)
-    graphs, _ = resolve_cuda_graphs(config, world_size=1)
-    multiple = pad_multiple(few_shapes=few_shapes, on_gpu=on_gpu, bucket=bucket)
+    multiple = setup.pad_to_multiple_of
     compiling_before = compile_seconds()
     trainer.train()
     marks = clock.marks
@@ -369,7 +383,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     row = {
         "device": device, "model_size": size, "method": method, "arm": arm,
         "compile_scope": config.compile_scope if config.torch_compile else "", "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": graphs,
+        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": setup.graphs,
         "graphs_that_ran": graphs_that_ran(trainer),
         "step_graph_captures": trainer.step_graphs.captures if trainer.step_graphs is not None else 0,
         "padded_to_multiple_of": multiple,
@@ -461,12 +475,14 @@ def agreement(*, size: str, method: str, arms: list[str], model_dir: Path, windo
     rows = []
     order = None
     for arm in arms:
-        config, bucket, _ = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
-        config = replace(config, lora_dropout=0.0)
+        setup = arm_config(size=size, method=method, arm=arm, model_dir=model_dir)
+        config = replace(setup.config, lora_dropout=0.0)
+        setup = setup._replace(config=config)
         windows = windows_for(config.max_seq_length)
         if order is None:  # the first arm's batches for every arm
-            order = agreement_order(windows, batch_size=config.batch_size, bucket=bucket, steps=steps, seed=config.seed)
-        trainer = arm_trainer(config=config, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
+            order = agreement_order(windows, batch_size=config.batch_size, bucket=config.bucket_width, steps=steps,
+                                    seed=config.seed)
+        trainer = arm_trainer(setup=setup, size=size, method=method, arm=arm, windows=windows, order=order, dry=dry,
                               work_dir=work_dir, trainer_class=Recording, dropout_off=True)
         trainer.recorded = {"loss": [], "grad_norm": []}
         start = _trained_weights(trainer.model)
@@ -518,34 +534,47 @@ def compare_training(result: dict, reference: dict) -> dict:
             "weight_update_rel_diff": math.sqrt(apart / moved) if moved > 0 else float("nan")}
 
 
+def windows_source(*, dry: bool, count: int):
+    """A function max_seq_length -> `count` synthetic windows (made once per length), in the bench's vocabulary."""
+    vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
+    cache = {}
+
+    def windows_for(max_seq_length: int) -> PackedWindows:
+        if max_seq_length not in cache:
+            cache[max_seq_length] = synthetic_windows(count, vocab_size=vocab_size, max_seq_length=max_seq_length, seed=0)
+        return cache[max_seq_length]
+
+    return windows_for
+
+
+def random_model(directory: Path, size: str, *, dry: bool) -> tuple[Path, dict]:
+    """(folder of a randomly initialised BERT QA model of `size`'s shape, seed 0, written once there; the shape)."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    shape = {**(DRY_SHAPES if dry else GPU_SHAPES)[size], "max_position_embeddings": 512}
+    model_dir = directory / size
+    if not model_dir.exists():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
+            BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shape)).save_pretrained(model_dir)
+    return model_dir, shape
+
+
 def agreement_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dora", "qdora"), configs=None,
                     arms=None, dry: bool = False, out_csv: Path | None = None) -> list[dict]:
     """`agreement` for every configuration (`parse_configs`; default arms: eager twice, graphs, compiled-layers)."""
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering
 
-    shapes = DRY_SHAPES if dry else GPU_SHAPES
-    vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
-    windows_cache, rows = {}, []
-
-    def windows_for(max_seq_length):
-        if max_seq_length not in windows_cache:
-            windows_cache[max_seq_length] = synthetic_windows(2_000, vocab_size=vocab_size,
-                                                              max_seq_length=max_seq_length, seed=0)
-        return windows_cache[max_seq_length]
-
+    windows_for, rows = windows_source(dry=dry, count=2_000), []
     print(f"[agreement] {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}: {AGREEMENT_STEPS} "
           f"steps per arm from the same weights on the same batches, every dropout off", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for size, method, config_arms in parse_configs(configs, sizes=sizes, methods=methods,
                                                        arms=arms or ("eager", "eager", "graphs", "compiled-layers")):
-            model_dir = tmp / size
-            if not model_dir.exists():
-                with torch.random.fork_rng():
-                    torch.manual_seed(0)
-                    BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shapes[size],
-                                                        max_position_embeddings=512)).save_pretrained(model_dir)
+            model_dir, _ = random_model(tmp, size, dry=dry)
             try:
                 found = agreement(size=size, method=method, arms=config_arms, model_dir=model_dir,
                                   windows_for=windows_for, dry=dry, work_dir=tmp)
@@ -577,18 +606,9 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
               dry: bool = False, out_csv: Path | None = None) -> list[dict]:
     """The arms of every configuration (`parse_configs`); the rows."""
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering
 
-    shapes = DRY_SHAPES if dry else GPU_SHAPES
-    vocab_size = DRY_VOCAB_SIZE if dry else BERTIMBAU_VOCAB_SIZE
     rows = []
-    windows_cache = {}
-
-    def windows_for(max_seq_length):
-        if max_seq_length not in windows_cache:
-            windows_cache[max_seq_length] = synthetic_windows(20_000 if not dry else 2_000, vocab_size=vocab_size,
-                                                              max_seq_length=max_seq_length, seed=0)
-        return windows_cache[max_seq_length]
+    windows_for = windows_source(dry=dry, count=2_000 if dry else 20_000)
 
     from importlib import metadata
 
@@ -601,12 +621,7 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for size, method, config_arms in parse_configs(configs, sizes=sizes, methods=methods, arms=arms):
-            shape = {**shapes[size], "max_position_embeddings": 512}
-            model_dir = tmp / size
-            if not model_dir.exists():
-                with torch.random.fork_rng():
-                    torch.manual_seed(0)
-                    BertForQuestionAnswering(BertConfig(vocab_size=vocab_size, **shape)).save_pretrained(model_dir)
+            model_dir, shape = random_model(tmp, size, dry=dry)
             for arm in config_arms:
                 try:
                     row = measure_arm(size=size, method=method, arm=arm, model_dir=model_dir,

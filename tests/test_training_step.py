@@ -43,6 +43,17 @@ def smoke_model(method, *extra):
     return config, load_model(config, model_name=str(ensure_smoke_model()))
 
 
+def smoke_model_without_dropout(method):
+    """The smoke model in training mode with every dropout off: two ways of computing a step then compute the same
+    function (training mode kept: in eval mode bitsandbytes repacks 4-bit weights for AVX512-BF16 CPUs, another
+    code path than training's)."""
+    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model.train()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Batches
 
@@ -251,13 +262,7 @@ def loss_and_grads(model, batch, step=forward_and_loss):
     ("lora", "layers", "inductor"),  # the real code generator, once (CPU C++ kernels)
 ])
 def test_compiled_step_equals_eager_with_dropout_off(method, scope, backend, windows):
-    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
-    # Dropout off, so both paths compute the same function; training mode kept (in eval mode bitsandbytes repacks
-    # 4-bit weights for AVX512-BF16 CPUs, another code path than training's).
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.train()
+    model = smoke_model_without_dropout(method)
     batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
     eager_loss, eager_grads = loss_and_grads(model, batch)
     torch._dynamo.reset()
@@ -339,7 +344,7 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def dora_step(model, batch, *, autocast: bool):
+def counted_step(model, batch, *, autocast: bool):
     """One forward and backward with dropout off: (loss, trained parameters' gradients, the aten ops it ran)."""
     model.zero_grad()
     counter = CountOps()
@@ -354,18 +359,14 @@ def dora_step(model, batch, *, autocast: bool):
 def test_dora_weight_product_equals_peft_with_fewer_operations(method, autocast, windows):
     from peft.tuners.lora.dora import DoraLinearLayer
 
-    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
-    for module in model.modules():  # the same function in both: dropout masks are drawn in another order otherwise
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.train()
+    model = smoke_model_without_dropout(method)
     layers = [m for m in model.modules() if isinstance(m, DoraLinearLayer)]
     batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
-    peft_loss, peft_grads, peft_ops = dora_step(model, batch, autocast=autocast)
+    peft_loss, peft_grads, peft_ops = counted_step(model, batch, autocast=autocast)
     original = DoraLinearLayer.get_lora_weight
     with dora_weight_product(model) as applied:
         assert applied and DoraLinearLayer.get_lora_weight is not original
-        loss, grads, ops = dora_step(model, batch, autocast=autocast)
+        loss, grads, ops = counted_step(model, batch, autocast=autocast)
         layer = model.base_model.model.bert.encoder.layer[0].attention.self.query
         adapter = layer.active_adapters[0]
         with torch.no_grad():
@@ -412,18 +413,14 @@ def test_frozen_weights_cast_once_compute_exactly_the_same(method, swapped_per_l
     from common.frozen_weights import frozen_weights_in
     from common.fused_qkv import training_projections
 
-    _, model = smoke_model(method, "--fast_cpu_dropout", "false")
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.train()
+    model = smoke_model_without_dropout(method)
     batch = windows.batch(range(8), pad_to_multiple_of=BUCKET)
     with training_projections(model, dtype=torch.bfloat16):
-        dora_step(model, batch, autocast=True)  # bitsandbytes sets its layers up (bias cast) on the first call
+        counted_step(model, batch, autocast=True)  # bitsandbytes sets its layers up (bias cast) on the first call
         originals = {n: p for n, p in model.named_parameters()}
-        loss, grads, ops = dora_step(model, batch, autocast=True)
+        loss, grads, ops = counted_step(model, batch, autocast=True)
         with frozen_weights_in(model, torch.bfloat16) as swapped:
-            frozen_loss, frozen_grads, frozen_ops = dora_step(model, batch, autocast=True)
+            frozen_loss, frozen_grads, frozen_ops = counted_step(model, batch, autocast=True)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             assert swapped == swapped_per_layer * len(base.bert.encoder.layer) + qa_head
             casts = [n for n, p in model.named_parameters() if p is not originals[n]]
