@@ -328,8 +328,11 @@ def main(argv=None) -> int:
                              "--methods), e.g. base:lora:eager,graphs,compiled-model large:full")
     parser.add_argument("--arms", nargs="+", metavar="ARM[/N]",
                         help=f"GPU table: the arms of every configuration, of {', '.join(ARMS)}; /N pads to buckets of "
-                             "N tokens instead of 16 (default: eager, graphs, compiled-layers; full fine-tuning also "
-                             "throughput-layers, Base LoRA also graphs/64)")
+                             "N tokens instead of 16 (default: eager, compiled-layers; then full fine-tuning also "
+                             "throughput-layers, Base LoRA and Large full also graphs, Base LoRA also "
+                             "compiled-layers/64)")
+    parser.add_argument("--time_budget_s", type=float, metavar="S",
+                        help="GPU table: start no arm after S seconds and list the arms left out (default: run all)")
     parser.add_argument("--agreement", action="store_true",
                         help="with --gpu: compare the arms' training numerically (dropout off, 12 steps) instead of "
                              "timing them")
@@ -378,13 +381,14 @@ def main(argv=None) -> int:
 
         summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, warmup_per_bucket=1,
                                    timed_steps=min(args.timed_steps, 2), profile_steps=1, arms=args.arms,
-                                   configs=args.configs, dry=True,
-                                   out_csv=gpu_csv)
+                                   configs=args.configs, dry=True, out_csv=gpu_csv,
+                                   time_budget_s=args.time_budget_s)
     elif not args.cpu and torch.cuda.is_available():
         from .bench_gpu import gpu_table
 
         summary["gpu"] = gpu_table(sizes=args.sizes, methods=args.methods, timed_steps=args.timed_steps,
-                                   arms=args.arms, configs=args.configs, out_csv=gpu_csv)
+                                   arms=args.arms, configs=args.configs, out_csv=gpu_csv,
+                                   time_budget_s=args.time_budget_s)
     elif args.gpu:
         print("[bench] no CUDA device: GPU table skipped (--dry runs its code paths on the CPU)")
     print(json.dumps(summary))

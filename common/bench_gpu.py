@@ -1,6 +1,7 @@
 """GPU benchmark: the training step eager and on the fast paths, side by side, for both model sizes and all five methods.
 
-    python -m common.bench --gpu                  # one CUDA GPU (about 10 minutes)
+    python -m common.bench --gpu                  # one CUDA GPU (estimated 8-10 minutes)
+    python -m common.bench --gpu --time_budget_s 420  # starts no arm after 7 minutes; says which did not run
     python -m common.bench --gpu --out_dir results  # also writes results/bench_gpu.csv
     python -m common.bench --gpu --dry            # the same code paths on a CPU with a tiny model (for tests)
 
@@ -15,10 +16,15 @@ download), with the paper's batch sizes (16 Base, 8 Large) and bf16, in arms (AR
 - throughput-*: `--throughput` (4x batch).
 An arm name may end in `/N`: the same arm with batches padded to buckets of N tokens (`--bucket_width N`), e.g.
 `graphs/64` against `graphs` (16).
-Warm-up steps first visit every bucket three times (compilation and CUDA-graph capture happen there and are
-reported as compile/warm-up seconds), then `--timed_steps` steps in length-grouped order are timed, then a few
-steps run under the profiler for CUDA kernels per step and the fraction of wall time the GPU was busy. During
-the timed steps `torch.cuda.set_sync_debug_mode` counts host-device synchronisations (expected: 0).
+By default every configuration gets eager and compiled-layers (the scripts' default on a GPU) side by side; the
+extra arms (full fine-tuning in throughput mode; for the goals' two configurations, Base LoRA and Large full, the
+step captured uncompiled, and Base LoRA with the earlier buckets of 64) run after all of those, so that a run cut
+short (`--time_budget_s`, or a killed job: the CSV is written after every arm) loses extras first.
+Warm-up steps first visit each bucket the measured steps use three times (compilation and CUDA-graph capture
+happen there and are reported as compile/warm-up seconds), then `--timed_steps` steps in length-grouped order are
+timed, then a few steps run under the profiler for CUDA kernels per step and the fraction of wall time the GPU was
+busy. During the timed steps `torch.cuda.set_sync_debug_mode` counts host-device synchronisations (expected: 0)
+and the row names the Python lines that made them (`sync_sites`).
 "2 epochs" projects the measured real-token rate onto the full training set, beside the paper's measured time.
 `BENCH_PROFILE_LOG=FILE` appends each arm's profile (busiest CPU operations and GPU kernels) to FILE.
 """
@@ -30,7 +36,9 @@ import math
 import os
 import tempfile
 import time
+import traceback
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -118,22 +126,26 @@ def peak_flops(device_name: str):
 
 def step_order(windows: PackedWindows, *, batch_size: int, warmup_steps_per_bucket: int, timed_steps: int,
                profile_steps: int, seed: int, bucket: int = BUCKET) -> tuple[list[int], int]:
-    """(window order, warm-up steps): every bucket visited first, then length-grouped batches as in training."""
+    """(window order, warm-up steps): length-grouped batches as in training, each bucket they land in visited
+    `warmup_steps_per_bucket` times before them.
+
+    Only the buckets the measured steps use are warmed up: a bucket no measured batch lands in would cost its
+    uncaptured steps and its capture (seconds each for the slow methods) and change nothing that is timed.
+    """
     rng = np.random.default_rng(seed)
-    buckets = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
-    order = []
-    for bucket in np.unique(buckets):
-        members = np.flatnonzero(buckets == bucket)
-        if len(members) >= batch_size:  # a batch lands in this bucket only if all its windows do
-            order += rng.choice(members, size=(warmup_steps_per_bucket, batch_size)).ravel().tolist()
-    warmup_steps = len(order) // batch_size
     steps = timed_steps + profile_steps
     # Length-grouped as the training sampler does: megabatches of 50 batches, sorted by length inside.
     chosen = rng.choice(len(windows), size=steps * batch_size, replace=len(windows) < steps * batch_size)
+    measured = []
     for i in range(0, len(chosen), 50 * batch_size):
         mega = chosen[i:i + 50 * batch_size]
-        order += mega[np.argsort(-windows.lengths[mega], kind="stable")].tolist()
-    return order, warmup_steps
+        measured += mega[np.argsort(-windows.lengths[mega], kind="stable")].tolist()
+    widths = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
+    used = sorted({int(widths[measured[i:i + batch_size]].max()) for i in range(0, len(measured), batch_size)})
+    order = []
+    for width in used:  # a batch of windows from one bucket is padded to that bucket's width
+        order += rng.choice(np.flatnonzero(widths == width), size=(warmup_steps_per_bucket, batch_size)).ravel().tolist()
+    return order + measured, len(order) // batch_size
 
 
 def collation_times(windows: PackedWindows, *, batch_size: int = 16, repeats: int = 100) -> dict:
@@ -163,7 +175,7 @@ class _Clock:
 
     def __init__(self, *, warmup_steps: int, timed_steps: int, profile_steps: int, on_gpu: bool):
         self.warmup, self.timed, self.profiled, self.on_gpu = warmup_steps, timed_steps, profile_steps, on_gpu
-        self.marks, self.sync_warnings, self.profiler, self._catcher = {}, [], None, None
+        self.marks, self.sync_sites, self.profiler, self._catcher = {}, [], None, None
 
     def sync(self):
         if self.on_gpu:
@@ -174,26 +186,46 @@ class _Clock:
     def step_end(self, step: int) -> None:
         import torch
 
+        if step == self.warmup + self.timed and self._catcher is not None:  # before the clock's own sync below
+            torch.cuda.set_sync_debug_mode("default")
+            self._catcher.__exit__(None, None, None)
+            self._catcher = None
         if step in (self.warmup, self.warmup + self.timed, self.warmup + self.timed + self.profiled):
             self.sync()
             self.marks[step] = time.perf_counter()
         if step == self.warmup:  # the timed steps begin: count syncs
             if self.on_gpu:
-                self._catcher = warnings.catch_warnings(record=True)
-                self.sync_warnings = self._catcher.__enter__()
+                self._catcher = warnings.catch_warnings()
+                self._catcher.__enter__()
                 warnings.simplefilter("always")
+                warnings.showwarning = self._record  # put back when the catcher exits
                 torch.cuda.set_sync_debug_mode("warn")
         if step == self.warmup + self.timed:  # the timed steps end; profiling begins
-            if self._catcher is not None:
-                torch.cuda.set_sync_debug_mode("default")
-                self._catcher.__exit__(None, None, None)
-                self._catcher = None
             activities = [torch.profiler.ProfilerActivity.CPU] + (
                 [torch.profiler.ProfilerActivity.CUDA] if self.on_gpu else [])
             self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
         if step == self.warmup + self.timed + self.profiled and self.profiler is not None:
             self.profiler.__exit__(None, None, None)
+
+    def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning during the timed steps: a synchronisation is counted with where it came from (the warning's
+        own file and line are the innermost Python frame, often inside torch: the stack says more); others are
+        dropped, as they were before."""
+        if "synchronizing CUDA operation" in str(message):
+            self.sync_sites.append(sync_site(traceback.extract_stack()[:-1]))
+
+
+def sync_site(stack, *, frames: int = 3) -> str:
+    """The innermost `frames` Python frames of `stack` outside the warnings machinery, innermost last:
+    `file:line function < ...`, file names without folders."""
+    kept = [f for f in stack if not f.filename.endswith("warnings.py")][-frames:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(kept))
+
+
+def summarize_sites(sites: list[str], *, limit: int = 3) -> str:
+    """'3x site; 1x other site', the most frequent first, at most `limit` of them."""
+    return "; ".join(f"{count}x {site}" for site, count in Counter(sites).most_common(limit))
 
 
 def profile_summary(profiler, *, steps: int, wall_s: float, on_gpu: bool) -> tuple[float, float]:
@@ -222,10 +254,14 @@ ARMS = {
     "throughput-layers": (True, "layers", "step", True),
     "throughput-model": (True, "model", "step", True),
 }
-# Each configuration's arms unless --arms says otherwise: eager against the new paths; full fine-tuning also in
-# throughput mode; Base LoRA also captured with the earlier buckets of 64 tokens (what the default of 16 saves).
-DEFAULT_ARMS = ("eager", "graphs", "compiled-layers")
+# Each configuration's arms unless --arms says otherwise: eager against the scripts' default on a GPU.
+DEFAULT_ARMS = ("eager", "compiled-layers")
 PREVIOUS_BUCKET = 64
+# Then, after every configuration's default arms: full fine-tuning in throughput mode (its MFU goal); for the two
+# configurations the goals name, the step captured without compiling (does compiling pay?), and for Base LoRA the
+# default path with the earlier buckets of 64 tokens (what the default of 16 saves). Not every configuration gets
+# `graphs`: one H100 session has about 10 minutes of device time for all of this.
+EXTRA_ARMS = {("base", "lora"): ("graphs", f"compiled-layers/{PREVIOUS_BUCKET}"), ("large", "full"): ("graphs",)}
 
 
 def split_arm(arm: str) -> tuple[str, int]:
@@ -247,9 +283,17 @@ def computed_tokens_ratio(windows: PackedWindows, indices, *, batch_size: int, m
 def arms_for(size: str, method: str, arms=None) -> list[str]:
     if arms:
         return list(arms)
-    extra = (["throughput-layers"] if method == "full"
-             else [f"graphs/{PREVIOUS_BUCKET}"] if (size, method) == ("base", "lora") else [])
+    extra = (["throughput-layers"] if method == "full" else []) + list(EXTRA_ARMS.get((size, method), ()))
     return [*DEFAULT_ARMS, *extra]
+
+
+def run_plan(configs: list[tuple[str, str, list[str]]], *, by_priority: bool) -> list[tuple[str, str, str]]:
+    """(size, method, arm) in the order they run: as given, or (`by_priority`) every configuration's default arms
+    first, then the extra ones, so that a run cut short loses extras, not a configuration's eager-vs-default pair."""
+    plan = [(size, method, arm) for size, method, arms in configs for arm in arms]
+    if by_priority:
+        plan.sort(key=lambda entry: entry[2] not in DEFAULT_ARMS)  # stable: configuration order kept in each part
+    return plan
 
 
 class ArmSetup(NamedTuple):
@@ -396,7 +440,8 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
         "warmup_s": round(marks[warmup_steps] - marks[0], 1),
         "compile_s": round(compile_seconds() - compiling_before, 1),
         "kernels_per_step": round(kernels, 1), "gpu_busy_percent": "" if math.isnan(busy) else round(busy, 1),
-        "syncs_per_step": round(len(clock.sync_warnings) / timed_steps, 2) if on_gpu else "",
+        "syncs_per_step": round(len(clock.sync_sites) / timed_steps, 2) if on_gpu else "",
+        "sync_sites": summarize_sites(clock.sync_sites),
         "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20) if on_gpu else "",
         "trainable_params": trainable, "total_params": total,
     }
@@ -603,8 +648,12 @@ def _known_arm(arm: str) -> bool:
 
 def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dora", "qdora"), configs=None,
               warmup_per_bucket: int = WARMUP_PER_BUCKET, timed_steps: int = 40, profile_steps: int = 5, arms=None,
-              dry: bool = False, out_csv: Path | None = None) -> list[dict]:
-    """The arms of every configuration (`parse_configs`); the rows."""
+              dry: bool = False, out_csv: Path | None = None, time_budget_s: float | None = None) -> list[dict]:
+    """The arms of every configuration (`parse_configs`, in `run_plan`'s order); the rows.
+
+    With `time_budget_s`, no arm starts once that many seconds have passed (the first always runs); the arms left
+    out are printed. A device lent for minutes then ends with a clean summary instead of a killed job.
+    """
     import torch
 
     rows = []
@@ -612,41 +661,52 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
 
     from importlib import metadata
 
+    began = time.perf_counter()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("torch", "transformers", "peft", "bitsandbytes"))
     print(f"[bench] {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; {versions}; CUDA "
           f"{torch.version.cuda}", flush=True)
     timings = collation_times(windows_for(384))
     print(f"[bench] collation of 16 windows: DataCollatorWithPadding {timings['collate_tokenizer_pad_ms']} ms, "
           f"packed gather {timings['collate_packed_gather_ms']} ms", flush=True)
+    plan = run_plan(parse_configs(configs, sizes=sizes, methods=methods, arms=arms),
+                    by_priority=not configs and not arms)
+    not_run = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for size, method, config_arms in parse_configs(configs, sizes=sizes, methods=methods, arms=arms):
-            model_dir, shape = random_model(tmp, size, dry=dry)
-            for arm in config_arms:
-                try:
-                    row = measure_arm(size=size, method=method, arm=arm, model_dir=model_dir,
-                                      shape=shape, windows_for=windows_for, warmup_per_bucket=warmup_per_bucket,
-                                      timed_steps=timed_steps, profile_steps=profile_steps, dry=dry, work_dir=tmp)
-                except Exception as exc:  # one failing configuration must not lose the others' numbers
-                    print(f"[bench] {size} {method} {arm}: FAILED {type(exc).__name__}: {exc}", flush=True)
-                    row = {"model_size": size, "method": method, "arm": arm, "error": repr(exc)[:300]}
-                rows.append({**row, **timings})
-                if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
-                    write_rows(out_csv, rows)
-                if "error" not in row:
-                    print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['graphs_that_ran']:5s} "
-                          f"({row['step_graph_captures']} captured) "
-                          f"pad x{row['padded_to_multiple_of']} ({row['computed_tokens_per_real']} tok/real) "
-                          f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
-                          f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
-                          f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
-                          f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
-                          f"syncs/step {row['syncs_per_step']}  peak {row['peak_memory_mb']} MB", flush=True)
-                torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
-                gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+        for index, (size, method, arm) in enumerate(plan):
+            if index and time_budget_s is not None and time.perf_counter() - began > time_budget_s:
+                not_run = plan[index:]
+                break
+            model_dir, shape = random_model(tmp, size, dry=dry)  # written once per size
+            try:
+                row = measure_arm(size=size, method=method, arm=arm, model_dir=model_dir,
+                                  shape=shape, windows_for=windows_for, warmup_per_bucket=warmup_per_bucket,
+                                  timed_steps=timed_steps, profile_steps=profile_steps, dry=dry, work_dir=tmp)
+            except Exception as exc:  # one failing configuration must not lose the others' numbers
+                print(f"[bench] {size} {method} {arm}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                row = {"model_size": size, "method": method, "arm": arm, "error": repr(exc)[:300]}
+            rows.append({**row, **timings})
+            if out_csv is not None:  # after every arm: a run stopped early keeps what it measured
+                write_rows(out_csv, rows)
+            if "error" not in row:
+                print(f"[bench] {size:5s} {method:5s} {arm:17s} graphs {row['graphs_that_ran']:5s} "
+                      f"({row['step_graph_captures']} captured) "
+                      f"pad x{row['padded_to_multiple_of']} ({row['computed_tokens_per_real']} tok/real) "
+                      f"{row['steps_per_s']:7.2f} steps/s {row['real_tokens_per_s']:>9,} tok/s "
+                      f"MFU {row['mfu_percent'] or '-'}%  2 ep ~{row['projected_2_epochs_s'] / 60:.1f} min  "
+                      f"warm-up {row['warmup_s']} s (compile {row['compile_s']} s)  "
+                      f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
+                      f"syncs/step {row['syncs_per_step']}{' at ' + row['sync_sites'] if row['sync_sites'] else ''}"
+                      f"  peak {row['peak_memory_mb']} MB", flush=True)
+            torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     print_side_by_side(rows)
+    print(f"[bench] {len(rows)} arms in {time.perf_counter() - began:.0f} s", flush=True)
+    if not_run:
+        print(f"[bench] time budget of {time_budget_s:g} s spent: not run: "
+              f"{', '.join(f'{size} {method} {arm}' for size, method, arm in not_run)}", flush=True)
     if out_csv is not None:
         print(f"[bench] rows written to {out_csv}")
     return rows
