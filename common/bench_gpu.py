@@ -175,7 +175,7 @@ class _Clock:
 
     def __init__(self, *, warmup_steps: int, timed_steps: int, profile_steps: int, on_gpu: bool):
         self.warmup, self.timed, self.profiled, self.on_gpu = warmup_steps, timed_steps, profile_steps, on_gpu
-        self.marks, self.sync_sites, self.profiler, self._catcher = {}, [], None, None
+        self.marks, self.sync_sites, self.profiler, self._catcher, self._profiling = {}, [], None, None, False
 
     def sync(self):
         if self.on_gpu:
@@ -186,10 +186,8 @@ class _Clock:
     def step_end(self, step: int) -> None:
         import torch
 
-        if step == self.warmup + self.timed and self._catcher is not None:  # before the clock's own sync below
-            torch.cuda.set_sync_debug_mode("default")
-            self._catcher.__exit__(None, None, None)
-            self._catcher = None
+        if step == self.warmup + self.timed:  # before the clock's own sync below
+            self._stop_counting()
         if step in (self.warmup, self.warmup + self.timed, self.warmup + self.timed + self.profiled):
             self.sync()
             self.marks[step] = time.perf_counter()
@@ -205,7 +203,24 @@ class _Clock:
                 [torch.profiler.ProfilerActivity.CUDA] if self.on_gpu else [])
             self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.__enter__()
-        if step == self.warmup + self.timed + self.profiled and self.profiler is not None:
+            self._profiling = True
+        if step == self.warmup + self.timed + self.profiled and self._profiling:
+            self._profiling = False
+            self.profiler.__exit__(None, None, None)
+
+    def _stop_counting(self) -> None:
+        if self._catcher is not None:
+            import torch
+
+            torch.cuda.set_sync_debug_mode("default")
+            self._catcher.__exit__(None, None, None)
+            self._catcher = None
+
+    def close(self) -> None:
+        """Whatever is still on (the arm failed part way): off."""
+        self._stop_counting()
+        if self._profiling:
+            self._profiling = False
             self.profiler.__exit__(None, None, None)
 
     def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
@@ -217,8 +232,8 @@ class _Clock:
 
 
 def sync_site(stack, *, frames: int = 3) -> str:
-    """The innermost `frames` Python frames of `stack` outside the warnings machinery, innermost last:
-    `file:line function < ...`, file names without folders."""
+    """The innermost `frames` Python frames of `stack` outside the warnings machinery, innermost first:
+    `file:line function < caller < ...`, file names without folders."""
     kept = [f for f in stack if not f.filename.endswith("warnings.py")][-frames:]
     return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(kept))
 
@@ -402,7 +417,10 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     precision = resolve_precision(config)
     multiple = setup.pad_to_multiple_of
     compiling_before = compile_seconds()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:  # a failed arm must not leave sync counting or the profiler on for the next one
+        clock.close()
     marks = clock.marks
     seconds = marks[warmup_steps + timed_steps] - marks[warmup_steps]
     timed_indices = np.array(order[warmup_steps * config.batch_size:(warmup_steps + timed_steps) * config.batch_size])

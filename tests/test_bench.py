@@ -156,6 +156,27 @@ def test_sync_sites_name_where_the_timed_steps_synchronised(monkeypatch):
     assert bench_gpu.summarize_sites(["a", "b", "a"]) == "2x a; 1x b"
 
 
+def test_an_arm_that_fails_part_way_leaves_nothing_on(monkeypatch):
+    """`close` (measure_arm's `finally`) turns sync counting and the profiler off, so the next arm starts clean."""
+    import torch
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    before = warnings.showwarning
+    counting = bench_gpu._Clock(warmup_steps=1, timed_steps=5, profile_steps=2, on_gpu=True)
+    counting.step_end(1)  # the timed steps begin, then the arm fails
+    assert warnings.showwarning == counting._record and modes == ["warn"]
+    counting.close()
+    assert warnings.showwarning is before and modes == ["warn", "default"]
+    profiling = bench_gpu._Clock(warmup_steps=0, timed_steps=1, profile_steps=5, on_gpu=False)
+    profiling.step_end(1)  # profiling begins, then the arm fails
+    torch.ones(3).add(1)
+    assert profiling._profiling and len(profiling.profiler.events() or []) == 0  # running: nothing to read yet
+    profiling.close()
+    assert not profiling._profiling and len(profiling.profiler.events()) > 0  # stopped: its events are there
+
+
 @pytest.mark.parametrize("bucket", [64, 16])
 def test_warm_up_visits_each_bucket_the_measured_steps_use(bucket):
     windows = bench_gpu.synthetic_windows(3000, vocab_size=500, max_seq_length=384, seed=0)
