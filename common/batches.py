@@ -29,6 +29,11 @@ import numpy as np
 BUCKET = 16
 
 
+def is_bucket_width(width: int) -> bool:
+    """A width batches may be padded to in buckets (`--bucket_width`, a benchmark arm's `/N`)."""
+    return width >= 8 and width % 8 == 0
+
+
 @dataclass
 class PackedWindows:
     """Tokenized training windows, flat: window i is `input_ids[starts[i]:starts[i] + lengths[i]]`."""
@@ -73,6 +78,10 @@ class PackedWindows:
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def padded_widths(self, multiple: int) -> np.ndarray:
+        """Each window's length padded as `batch` pads a batch of windows that long (the bucket it falls in)."""
+        return np.array([padded_length(int(n), multiple=multiple, cap=self.max_length) for n in self.lengths])
 
     def __getitem__(self, index: int) -> dict:
         """One window as lists (for inspection; training goes through `__getitems__` and `collate`)."""

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batches import BUCKET, PackedWindows, batch_collator, pad_multiple, padded_length
+from .batches import BUCKET, PackedWindows, batch_collator, is_bucket_width, pad_multiple, padded_length
 from .config import apply_throughput, layered_defaults
 
 # BERTimbau shapes (12 layers/768/12 heads and 24/1024/16; vocabulary 29,794: docs/paper.md).
@@ -140,7 +140,7 @@ def step_order(windows: PackedWindows, *, batch_size: int, warmup_steps_per_buck
     for i in range(0, len(chosen), 50 * batch_size):
         mega = chosen[i:i + 50 * batch_size]
         measured += mega[np.argsort(-windows.lengths[mega], kind="stable")].tolist()
-    widths = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
+    widths = windows.padded_widths(bucket)
     used = sorted({int(widths[measured[i:i + batch_size]].max()) for i in range(0, len(measured), batch_size)})
     order = []
     for width in used:  # a batch of windows from one bucket is padded to that bucket's width
@@ -282,7 +282,7 @@ EXTRA_ARMS = {("base", "lora"): ("graphs", f"compiled-layers/{PREVIOUS_BUCKET}")
 def split_arm(arm: str) -> tuple[str, int]:
     """("graphs/64") -> ("graphs", 64); an arm without `/N` pads to the scripts' default bucket width."""
     name, _, width = arm.partition("/")
-    if name not in ARMS or (width and not (width.isdigit() and int(width) >= 8 and int(width) % 8 == 0)):
+    if name not in ARMS or (width and not (width.isdigit() and is_bucket_width(int(width)))):
         raise ValueError(f"arm {arm!r}: expected one of {', '.join(ARMS)}, optionally with /N (N a multiple of 8)")
     return name, int(width) if width else BUCKET
 
@@ -495,7 +495,7 @@ AGREEMENT_STEPS = 12
 
 def agreement_order(windows: PackedWindows, *, batch_size: int, bucket: int, steps: int, seed: int) -> list[int]:
     """Batches that alternate between the two bucket widths with the most windows, each batch inside one bucket."""
-    widths = np.array([padded_length(int(n), multiple=bucket, cap=windows.max_length) for n in windows.lengths])
+    widths = windows.padded_widths(bucket)
     values, counts = np.unique(widths, return_counts=True)
     chosen = values[np.argsort(-counts, kind="stable")[:2]]
     rng = np.random.default_rng(seed)
@@ -562,11 +562,18 @@ def agreement(*, size: str, method: str, arms: list[str], model_dir: Path, windo
                "loss_first": round(float(result["loss"][0]), 6), "loss_last": round(float(result["loss"][-1]), 6)}
         row.update(compare_training(result, reference))
         rows.append(row)
-        torch._dynamo.reset()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_arm()
     return rows
+
+
+def release_arm() -> None:
+    """Frees the finished arm's compiled graphs and CUDA-graph memory before the next arm."""
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def graphs_that_ran(trainer) -> str:
@@ -716,10 +723,7 @@ def gpu_table(*, sizes=("base", "large"), methods=("full", "lora", "qlora", "dor
                       f"{row['kernels_per_step']} kernels/step  busy {row['gpu_busy_percent']}%  "
                       f"syncs/step {row['syncs_per_step']}{' at ' + row['sync_sites'] if row['sync_sites'] else ''}"
                       f"  peak {row['peak_memory_mb']} MB", flush=True)
-            torch._dynamo.reset()  # frees compiled graphs and CUDA graph memory before the next arm
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release_arm()
     print_side_by_side(rows)
     print(f"[bench] {len(rows)} arms in {time.perf_counter() - began:.0f} s", flush=True)
     if not_run:

@@ -6,8 +6,9 @@ to 861 per step). On a GPU the step is then captured in CUDA graphs, by default 
 (common/step_graph.py), or with `--cuda_graphs trees` through `mode="reduce-overhead"` here (a forward and a
 backward graph). A CUDA graph has fixed shapes, so batches are padded to buckets of `--bucket_width` tokens
 (common/batches.py: 16 by default, 24 widths up to 384 tokens, 19 of them filled by the paper's batches); sequence
-and batch dimensions are marked dynamic so that one compilation serves every bucket (unmarked, per-layer compilation made 6 frames instead of 2 over the smoke
-model's 8 widths: tests/test_training_step.py) and each bucket only records its own graph.
+and batch dimensions are marked dynamic so that one compilation serves every bucket (unmarked, per-layer
+compilation made 6 frames instead of 2 over the smoke model's 8 widths: tests/test_training_step.py) and each
+bucket only records its own graph.
 
 Scopes (`--compile_scope`), measured on an H200 at the paper's batches (docs/speed.md):
 - `layers` (default): each encoder layer is compiled; all layers run the same code, so one compilation serves

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, get_args, get_origin, get_type_hints
 
+from .batches import is_bucket_width
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The paper's target modules: attention query, key, value and the attention output projection
@@ -154,8 +156,7 @@ class RunConfig:
         default=False)
     torch_compile: Optional[bool] = _help(
         "Compile the training step's forward and loss with torch.compile (batches padded to buckets of --bucket_width "
-        "tokens). "
-        "Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it off.",
+        "tokens). Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it off.",
         default=None)
     compile_scope: str = _help(
         "What --torch_compile compiles: layers (each encoder layer; one compilation serves all of them, about 10-25 "
@@ -165,8 +166,8 @@ class RunConfig:
         default="layers")
     cuda_graphs: str = _help(
         "CUDA graphs on a GPU: step (the whole training step, forward, backward, clipping and AdamW, captured in one "
-        "graph per bucket of --bucket_width tokens, compiled or not), trees (torch.compile's reduce-overhead mode: forward and "
-        "backward graphs, the optimizer outside; needs --torch_compile) or off. step applies in a single process "
+        "graph per bucket of --bucket_width tokens, compiled or not), trees (torch.compile's reduce-overhead mode: "
+        "forward and backward graphs, the optimizer outside; needs --torch_compile) or off. step applies in a single process "
         "without gradient accumulation, with the fused AdamW and bf16/fp32; elsewhere the run says why not.",
         default="step")
     bucket_width: int = _help(
@@ -270,7 +271,7 @@ def validate(config: RunConfig) -> RunConfig:
         (config.precision in ("auto", "bf16", "fp16", "fp32"), f"--precision {config.precision!r}: choose auto, bf16, fp16 or fp32"),
         (config.compile_scope in ("layers", "model"), f"--compile_scope {config.compile_scope!r}: choose layers or model"),
         (config.cuda_graphs in ("step", "trees", "off"), f"--cuda_graphs {config.cuda_graphs!r}: choose step, trees or off"),
-        (config.bucket_width >= 8 and config.bucket_width % 8 == 0,
+        (is_bucket_width(config.bucket_width),
          f"--bucket_width {config.bucket_width}: must be a multiple of 8 (tensor-core tiles), at least 8"),
         (config.attn_implementation in ("sdpa", "eager"), f"--attn_implementation {config.attn_implementation!r}: choose sdpa or eager"),
         (config.max_train_samples is None or config.max_train_samples >= 1, f"--max_train_samples {config.max_train_samples}: must be >= 1"),
