@@ -156,7 +156,8 @@ class RunConfig:
         default=False)
     torch_compile: Optional[bool] = _help(
         "Compile the training step's forward and loss with torch.compile (batches padded to buckets of --bucket_width "
-        "tokens). Default: on with a CUDA GPU in a single process, off on CPU; `--torch_compile false` turns it off.",
+        "tokens). Default: on with a CUDA GPU in a single process where Triton works (Linux wheels bring it; compute "
+        "capability 7.0+), off on CPU; `--torch_compile false` turns it off.",
         default=None)
     compile_scope: str = _help(
         "What --torch_compile compiles: layers (each encoder layer; one compilation serves all of them, about 10-25 "

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from .attention import use_sdpa_without_host_sync
-from .config import RunConfig, cache_dir
+from .config import ConfigError, RunConfig, cache_dir
 from .data import SMOKE_DATA_DIR
 
 QA_HEAD = "qa_outputs"
@@ -88,12 +88,44 @@ def resolve_precision(config: RunConfig) -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+def triton_missing() -> Optional[str]:
+    """Why torch.compile cannot generate kernels for this CUDA GPU, or None (no GPU, or Triton works).
+
+    Inductor writes a GPU's kernels in Triton, which PyTorch's Linux CUDA wheels bring along but its Windows wheels
+    do not, and which needs compute capability 7.0 (Volta) or later. Without it the first compiled step fails deep
+    inside inductor; asked here, the default falls back to the eager step (still captured in CUDA graphs, which need
+    no Triton) and an explicit --torch_compile true is refused before any work.
+    """
+    if not torch.cuda.is_available():
+        return None
+    try:
+        from torch.utils._triton import has_triton  # what inductor itself asks; private, so guarded
+    except ImportError:
+        return None  # a torch without it: leave the decision to inductor
+    if has_triton():
+        return None
+    major, minor = torch.cuda.get_device_capability()
+    if major < 7:
+        return f"this GPU's compute capability {major}.{minor} is below the 7.0 that Triton needs"
+    return "Triton is not installed (on Windows: pip install triton-windows)"
+
+
 def resolve_compile(config: RunConfig, *, world_size: int) -> tuple[bool, str]:
-    """(compile or not, why) for a run: an explicit --torch_compile wins; by default on a CUDA GPU in one process."""
+    """(compile or not, why) for a run: an explicit --torch_compile wins; by default on a CUDA GPU in one process.
+
+    Raises ConfigError for --torch_compile true on a CUDA GPU that torch.compile cannot generate kernels for.
+    """
     if config.torch_compile is not None:
+        missing = triton_missing() if config.torch_compile else None
+        if missing:
+            raise ConfigError(f"--torch_compile true: torch.compile needs Triton on a GPU, and {missing}; pass "
+                              "--torch_compile false (the step is still captured in CUDA graphs)")
         return bool(config.torch_compile), "--torch_compile " + str(config.torch_compile).lower()
     if not torch.cuda.is_available():
         return False, "no CUDA GPU; on a CPU compiling costs more than it saves for these models"
+    missing = triton_missing()
+    if missing:
+        return False, f"torch.compile needs Triton on a GPU, and {missing}"
     if world_size > 1:
         return False, "several processes (DDP): not measured compiled, so left eager"
     if config.gradient_checkpointing:

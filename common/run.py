@@ -114,6 +114,7 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     # Bad flags fail here, in seconds, before data is tokenized or weights are loaded; so does a results file
     # that could not take the row at the end.
     check_results_file(config.resolved_results_file())
+    compiled, compile_reason = resolve_compile(config, world_size=world_size())
     resume = resume_point(config, output_dir)
     _, tokenizer = load_checked_model(config, model_name=model_name)
     if torch.cuda.is_available():
@@ -145,7 +146,6 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
 
     # --- model ---
     bind_local_device()
-    compiled, compile_reason = resolve_compile(config, world_size=world_size())
     # Compiled, dropout is fused into the generated kernels: the hand-written CPU dropout is for eager CPU runs.
     model = load_model(replace(config, fast_cpu_dropout=config.fast_cpu_dropout and not compiled), model_name=model_name)
     trainable, total = count_parameters(model)

@@ -5,6 +5,7 @@ step's operations (below autograd, as a CUDA graph records kernels) and leaves e
 as it was (a capture runs nothing); a replay runs the recorded operations again on the recorded tensors, with the
 Python values of the capture baked in. Training through it must give the same numbers as the Trainer's own step.
 """
+import importlib
 import logging
 
 import numpy as np
@@ -14,8 +15,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from common.batches import PackedWindows, batch_collator
-from common.config import parse_config
-from common.model import ensure_smoke_model, load_model, resolve_cuda_graphs
+from common.config import ConfigError, parse_config
+from common.model import ensure_smoke_model, load_model, resolve_compile, resolve_cuda_graphs
+from common.run import main
 from common.step_graph import StepGraphs
 from common.trainer import make_trainer_class, training_arguments
 
@@ -219,9 +221,57 @@ def test_where_step_graphs_apply(monkeypatch):
     assert graphs()[0] == "step"
     assert graphs("--torch_compile", "false")[0] == "step"  # the eager step is captured as well
     assert graphs("--cuda_graphs", "off") == ("off", "--cuda_graphs off")
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)  # trees compile: Triton asked
     assert graphs("--cuda_graphs", "trees")[0] == "trees"
     assert graphs("--cuda_graphs", "trees", "--torch_compile", "false") == ("off", "--cuda_graphs trees needs --torch_compile")
     assert graphs("--gradient_accumulation_steps", "2") == ("off", "--gradient_accumulation_steps > 1")
     assert graphs(world_size=2)[0] == "off"
     assert graphs("--precision", "fp16")[0] == "off"
     assert "fused AdamW" in graphs("--optim", "adamw_torch")[1]
+
+
+def _a_gpu(monkeypatch, *, triton: bool, capability=(8, 0)):
+    """What common.model sees on a CUDA GPU with or without a working Triton (this CPU build has neither)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: triton)
+
+
+def test_where_compilation_applies(monkeypatch):
+    def compiled(*flags, world_size=1):
+        return resolve_compile(parse_config("base", "lora", ["--smoke", *flags]), world_size=world_size)
+
+    assert compiled()[0] is False and "no CUDA GPU" in compiled()[1]
+    assert compiled("--torch_compile", "true") == (True, "--torch_compile true")  # on a CPU: inductor's C++ code
+    _a_gpu(monkeypatch, triton=True)
+    assert compiled() == (True, "a CUDA GPU in a single process")
+    assert compiled(world_size=2)[0] is False
+    assert compiled("--gradient_checkpointing")[0] is False
+    assert compiled("--torch_compile", "false") == (False, "--torch_compile false")
+    # Without Triton inductor cannot generate the GPU's kernels: the default runs eagerly, captured whole all the same.
+    _a_gpu(monkeypatch, triton=False)
+    assert compiled() == (False, "torch.compile needs Triton on a GPU, and Triton is not installed (on Windows: "
+                                 "pip install triton-windows)")
+    assert resolve_cuda_graphs(parse_config("base", "lora", ["--smoke"]), world_size=1)[0] == "step"
+    _a_gpu(monkeypatch, triton=False, capability=(6, 1))
+    assert compiled()[1] == ("torch.compile needs Triton on a GPU, and this GPU's compute capability 6.1 is below "
+                             "the 7.0 that Triton needs")
+    with pytest.raises(ConfigError, match=r"^--torch_compile true: torch.compile needs Triton on a GPU, and this GPU's "
+                                          r"compute capability 6.1 .*; pass --torch_compile false"):
+        compiled("--torch_compile", "true")
+    assert compiled("--torch_compile", "false") == (False, "--torch_compile false")
+
+
+def test_compiling_without_triton_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    importlib.import_module("bitsandbytes")  # before CUDA is faked: it picks its backend when imported
+
+    _a_gpu(monkeypatch, triton=False)
+    results, output_dir = tmp_path / "runs.csv", tmp_path / "out"
+    status = main(model_size="base", method="lora",
+                  argv=["--smoke", "--torch_compile", "true", "--results_file", str(results), "--output_dir",
+                        str(output_dir)])
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert stderr.rstrip().splitlines()[-1].startswith("error: --torch_compile true: torch.compile needs Triton")
+    assert "Tokenizing" not in stderr and not results.exists() and not output_dir.exists()  # nothing ran or was written
