@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batches import BUCKET, PackedWindows, batch_collator, is_bucket_width, pad_multiple, padded_length
+from .batches import BUCKET, PackedWindows, batch_collator, is_bucket_width, padded_length
 from .config import apply_throughput, layered_defaults
 
 # BERTimbau shapes (12 layers/768/12 heads and 24/1024/16; vocabulary 29,794: docs/paper.md).
@@ -322,9 +322,7 @@ class ArmSetup(NamedTuple):
 
 def arm_config(*, size: str, method: str, arm: str, model_dir: Path) -> ArmSetup:
     """The set-up of one arm, as the scripts would run it."""
-    import torch
-
-    from .model import resolve_cuda_graphs
+    from .model import plan_training_step
 
     arm_name, bucket = split_arm(arm)
     compiled, scope, graphs_asked, throughput = ARMS[arm_name]
@@ -332,10 +330,8 @@ def arm_config(*, size: str, method: str, arm: str, model_dir: Path) -> ArmSetup
                      report_to="none", torch_compile=compiled, compile_scope=scope or "model", throughput=throughput,
                      cuda_graphs=graphs_asked, fast_cpu_dropout=False, bucket_width=bucket)
     config = apply_throughput(config)
-    graphs, _ = resolve_cuda_graphs(config, world_size=1)  # off on a CPU (--dry)
-    few_shapes = compiled or graphs != "off"  # as common/run.py decides padding and attention
-    return ArmSetup(config, graphs, few_shapes, pad_multiple(few_shapes=few_shapes, on_gpu=torch.cuda.is_available(),
-                                                             bucket=bucket))
+    plan = plan_training_step(config, world_size=1)  # as common/run.py decides; no graphs on a CPU (--dry)
+    return ArmSetup(config, plan.graphs, plan.few_shapes, plan.pad_to_multiple_of)
 
 
 def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: PackedWindows, order: list, dry: bool,

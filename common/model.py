@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -155,6 +155,30 @@ def resolve_cuda_graphs(config: RunConfig, *, world_size: int) -> tuple[str, str
     if config.optim != "adamw_torch_fused":
         return "off", f"--optim {config.optim}: whole-step graphs capture torch's fused AdamW (adamw_torch_fused)"
     return "step", "a CUDA GPU in a single process"
+
+
+class StepPlan(NamedTuple):
+    """How a run's training steps run: what `common/run.py` does, and the GPU benchmark's arms as the scripts would."""
+
+    compiled: bool
+    compile_reason: str
+    graphs: str  # step, trees or off (resolve_cuda_graphs)
+    graphs_reason: str
+    few_shapes: bool  # compiled or captured: batches padded to buckets, cuDNN attention paid once
+    pad_to_multiple_of: int
+
+
+def plan_training_step(config: RunConfig, *, world_size: int) -> StepPlan:
+    """Compiled or not, which CUDA graphs, and how far batches are padded (raises ConfigError like resolve_compile)."""
+    from .batches import pad_multiple
+
+    compiled, compile_reason = resolve_compile(config, world_size=world_size)
+    graphs, graphs_reason = resolve_cuda_graphs(config, world_size=world_size)
+    # A compiled or captured step is specialised to its shapes: each batch is padded to a bucket so that an epoch
+    # sees few of them.
+    few_shapes = compiled or graphs != "off"
+    return StepPlan(compiled, compile_reason, graphs, graphs_reason, few_shapes,
+                    pad_multiple(few_shapes=few_shapes, on_gpu=torch.cuda.is_available(), bucket=config.bucket_width))
 
 
 def compile_seconds() -> float:

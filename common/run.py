@@ -21,7 +21,7 @@ from .data import (
     SMOKE_TRAIN_FILE, SMOKE_VALIDATION_FILE, DataError, align_training_answers, load_hub_dataset, load_squad_file,
 )
 from .attention import use_cudnn_attention
-from .batches import PackedWindows, batch_collator, pad_multiple
+from .batches import PackedWindows, batch_collator
 from .compile import compile_training_step
 from .distributed import bind_local_device, release_process_group, world_size
 from .export import artifact_size_mb, merged_model_complete, write_merged_model
@@ -91,8 +91,7 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     from transformers import set_seed
 
     from .model import (
-        compile_seconds, count_parameters, ensure_smoke_model, load_model, resolve_compile, resolve_cuda_graphs,
-        resolve_precision,
+        compile_seconds, count_parameters, ensure_smoke_model, load_model, plan_training_step, resolve_precision,
     )
 
     precision = resolve_precision(config)
@@ -114,7 +113,7 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     # Bad flags fail here, in seconds, before data is tokenized or weights are loaded; so does a results file
     # that could not take the row at the end.
     check_results_file(config.resolved_results_file())
-    compiled, compile_reason = resolve_compile(config, world_size=world_size())
+    plan = plan_training_step(config, world_size=world_size())  # --torch_compile true without Triton stops here
     resume = resume_point(config, output_dir)
     _, tokenizer = load_checked_model(config, model_name=model_name)
     if torch.cuda.is_available():
@@ -147,36 +146,36 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     # --- model ---
     bind_local_device()
     # Compiled, dropout is fused into the generated kernels: the hand-written CPU dropout is for eager CPU runs.
-    model = load_model(replace(config, fast_cpu_dropout=config.fast_cpu_dropout and not compiled), model_name=model_name)
+    model = load_model(replace(config, fast_cpu_dropout=config.fast_cpu_dropout and not plan.compiled),
+                       model_name=model_name)
     trainable, total = count_parameters(model)
     logger.info("Method %s: %s trainable of %s parameters (%.2f%%)", config.method, f"{trainable:,}", f"{total:,}",
                 100 * trainable / total)
 
     # --- train ---
-    graphs, graphs_reason = resolve_cuda_graphs(config, world_size=world_size())
-    forward_loss, cudagraphs = (compile_training_step(model, scope=config.compile_scope, cuda_graphs=graphs == "trees")
-                                if compiled else (forward_and_loss, False))
+    forward_loss, cudagraphs = forward_and_loss, False
+    if plan.compiled:
+        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope,
+                                                         cuda_graphs=plan.graphs == "trees")
     logger.info("Training step: %s (%s); CUDA graphs: %s (%s)",
-                f"compiled ({config.compile_scope})" if compiled else "eager", compile_reason,
+                f"compiled ({config.compile_scope})" if plan.compiled else "eager", plan.compile_reason,
                 {"step": "the whole step, one graph per bucket", "trees": "torch.compile's forward and backward graphs",
-                 "off": "none"}[graphs], graphs_reason)
+                 "off": "none"}[plan.graphs], plan.graphs_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
-    few_shapes = compiled or graphs != "off"  # compiled or captured: batches padded to buckets
     # Eagerly, cuDNN attention costs more CPU than the rest of a step; captured or compiled, it is paid once.
-    use_cudnn_attention(few_shapes)
+    use_cudnn_attention(plan.few_shapes)
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,
             args=training_arguments(config, precision=precision, output_dir=output_dir),
             train_dataset=windows,
-            data_collator=batch_collator(windows, pad_to_multiple_of=pad_multiple(
-                few_shapes=few_shapes, on_gpu=torch.cuda.is_available(), bucket=config.bucket_width)),
+            data_collator=batch_collator(windows, pad_to_multiple_of=plan.pad_to_multiple_of),
             eval_data_collator=collate_without_length(tokenizer),
             processing_class=tokenizer,
             callbacks=checkpoint_callbacks(config, resume=resume),
             forward_loss=forward_loss,
             cudagraphs=cudagraphs,
-            step_graphs=graphs == "step",
+            step_graphs=plan.graphs == "step",
         )
     started, compiling_before = time.perf_counter(), compile_seconds()
     train_output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)

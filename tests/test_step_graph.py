@@ -14,9 +14,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from common.batches import PackedWindows, batch_collator
+from common.batches import BUCKET, PackedWindows, batch_collator
 from common.config import ConfigError, parse_config
-from common.model import ensure_smoke_model, load_model, resolve_compile, resolve_cuda_graphs
+from common.model import (
+    ensure_smoke_model, load_model, plan_training_step, resolve_compile, resolve_cuda_graphs,
+)
 from common.run import main
 from common.step_graph import StepGraphs
 from common.trainer import make_trainer_class, training_arguments
@@ -253,7 +255,12 @@ def test_where_compilation_applies(monkeypatch):
     _a_gpu(monkeypatch, triton=False)
     assert compiled() == (False, "torch.compile needs Triton on a GPU, and Triton is not installed (on Windows: "
                                  "pip install triton-windows)")
-    assert resolve_cuda_graphs(parse_config("base", "lora", ["--smoke"]), world_size=1)[0] == "step"
+    def plan(*flags):
+        step = plan_training_step(parse_config("base", "lora", ["--smoke", *flags]), world_size=1)
+        return step.compiled, step.graphs, step.few_shapes, step.pad_to_multiple_of
+
+    assert plan() == (False, "step", True, BUCKET)  # captured: padded to buckets all the same
+    assert plan("--cuda_graphs", "off") == (False, "off", False, 8)  # eager and uncaptured: tensor-core multiples
     _a_gpu(monkeypatch, triton=False, capability=(6, 1))
     assert compiled()[1] == ("torch.compile needs Triton on a GPU, and this GPU's compute capability 6.1 is below "
                              "the 7.0 that Triton needs")
