@@ -47,6 +47,7 @@ import numpy as np
 
 from .batches import BUCKET, PackedWindows, batch_collator, is_bucket_width, padded_length
 from .config import apply_throughput, layered_defaults
+from .step_graph import WARMUP_STEPS
 
 # BERTimbau shapes (12 layers/768/12 heads and 24/1024/16; vocabulary 29,794: docs/paper.md).
 GPU_SHAPES = {
@@ -76,9 +77,9 @@ PAPER_TIME_2_EPOCHS_S = {
 
 # Dense bf16 peak of the GPU, for model-FLOPs utilisation (vendor data sheets, without sparsity).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "A4500": 94.6e12, "L4": 121e12}
-# Step graphs: two uncaptured steps, then the capture (common/step_graph.py); CUDA graph trees: a warm-up run, a
-# recording, then replays.
-WARMUP_PER_BUCKET = 3
+# Step graphs: the uncaptured steps, then the capture (common/step_graph.py); CUDA graph trees: a warm-up run, a
+# recording, then replays (three steps as well).
+WARMUP_PER_BUCKET = WARMUP_STEPS + 1
 
 
 def sample_lengths(n: int, *, max_seq_length: int, seed: int) -> np.ndarray:
