@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from common import bench, bench_gpu
+from common.step_graph import WARMUP_STEPS
 from conftest import BERTIMBAU_VOCAB, REAL_SAMPLE
 
 # The data docs/speed.md measured on, where this checkout has it; otherwise the bench's own fallback (offline in
@@ -71,6 +72,7 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     assert bench.main(["--gpu", "--dry", "--sizes", "base", "--methods", "lora", "--out_dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "collation of 16 windows" in printed and "eager steps/s -> fastest arm" in printed
+    assert "host work per step besides the step" in printed
     rows = {row["arm"]: row for row in csv.DictReader(open(out, encoding="utf-8"))}
     assert list(rows) == ["eager", "compiled-layers", "graphs", "compiled-layers/64"]
     assert not any(row.get("error") for row in rows.values())
@@ -80,6 +82,7 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
         assert float(row["steps_per_s"]) > 0 and float(row["real_tokens_per_s"]) > 0
         assert float(row["projected_2_epochs_s"]) > 0 and row["paper_2_epochs_s"] == "1897"
         assert float(row["collate_packed_gather_ms"]) < float(row["collate_tokenizer_pad_ms"])
+        assert float(row["host_ms_per_step"]) > 0
     assert float(rows["compiled-layers"]["compile_s"]) > 0 and float(rows["eager"]["compile_s"]) == 0
     assert {row["sync_sites"] for row in rows.values()} == {""}  # nothing to count on a CPU
     assert float(rows["graphs"]["compile_s"]) == 0
@@ -89,6 +92,15 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     assert {arm: row["padded_to_multiple_of"] for arm, row in rows.items()} == {
         "eager": "1", "graphs": "1", "compiled-layers": "16", "compiled-layers/64": "64"}
     assert all(float(row["computed_tokens_per_real"]) >= 1 for row in rows.values())
+
+
+def test_host_time_is_measured_over_replays_that_do_nothing(tmp_path):
+    host = bench_gpu.host_time_per_step(windows_for=bench_gpu.windows_source(dry=True, count=2_000), work_dir=tmp_path,
+                                        steps=30)
+    # One bucket: its uncaptured steps are real; from the capture on (whose stand-in runs the step once, then
+    # replays it as a CUDA graph capture would) every step is a replay.
+    assert host["host_replays"] == 30 - WARMUP_STEPS
+    assert host["host_ms_per_step"] > 0
 
 
 def test_gpu_configurations_and_their_arms(capsys):
