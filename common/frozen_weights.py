@@ -1,4 +1,6 @@
-"""Frozen linear weights kept in autocast's dtype while training, instead of cast from fp32 at every step.
+"""Frozen weights prepared once when training starts, instead of at every step.
+
+`frozen_weights_in`: frozen linear weights kept in autocast's dtype, instead of cast from fp32 at every step.
 
 Why: autocast casts a linear layer's fp32 weight to bf16 every time the layer runs, and caches the cast only for
 weights that train. The adapters freeze the base model, so for LoRA and DoRA every frozen weight (the feed-forward
@@ -13,6 +15,9 @@ for its weight norm, in fp32: a bf16 copy would change that norm), and the query
 `common/fused_qkv.py` already replaces with one pre-cast weight. The fp32 weights are put back when training ends:
 evaluation, saving and export see the model unchanged. It costs the bf16 copies while training, beside their fp32 originals
 (BERTimbau-Base LoRA: 64M weights, 128 MB; Large LoRA: 227M weights, 453 MB).
+
+`dequantized_4bit_scales_in`: the 8-bit block scales of double-quantized 4-bit weights (QLoRA, QDoRA) dequantized
+once, instead of before every use of the weight (see there).
 """
 from __future__ import annotations
 
@@ -69,3 +74,54 @@ def frozen_weights_in(model: torch.nn.Module, dtype: Optional[torch.dtype]):
             for name, original in originals.items():
                 if original is not None:
                     setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def dequantized_4bit_scales_in(model: torch.nn.Module):
+    """While inside, the block scales of each double-quantized bitsandbytes 4-bit weight of `model` are held
+    dequantized, in fp32; yields how many weights.
+
+    Why: the paper's QLoRA and QDoRA quantize the 4-bit weights' per-block scales (absmax) once more, to 8 bits
+    (`bnb_4bit_use_double_quant`). bitsandbytes then dequantizes those scales again every time it dequantizes a
+    weight: two small kernels (the 8-bit dequantization and the offset's addition) before every 4-bit layer's
+    forward (on a GPU, where batches of over 1,536 tokens, as BERTimbau's are, take bitsandbytes' dequantize-then-
+    GEMM path; a CPU does it inside one operation), every input gradient and, for QDoRA, every weight norm. By
+    bitsandbytes' code that is 282 kernels per BERTimbau-Base QLoRA step (eagerly ~2,300 in all), 378 for QDoRA;
+    on a CPU the test counts the two operations per input gradient and weight norm. The weights are frozen, so
+    the scales never change: dequantized once when training starts,
+    exactly as bitsandbytes computes them (`dequantize_4bit`'s nested branch; its CPU inference path keeps them
+    so too), every layer computes with the same scales as before (tests/test_training_step.py compares losses and
+    gradients bit for bit). It costs 4 bytes per 64 weights while training (BERTimbau-Base 5 MB, Large 19 MB).
+    The quantized scales are back when training ends: saving, merging and evaluation see the model unchanged.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        yield 0
+        return
+    swapped = []
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit):  # peft's wrappers only point to their base layer's weight
+            continue
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if not isinstance(weight, bnb.nn.Params4bit) or state is None or not state.nested:
+            continue
+        with torch.no_grad():  # bitsandbytes.functional.dequantize_4bit's own steps for a nested state
+            absmax = bnb.functional.dequantize_blockwise(state.absmax, state.state2)
+            absmax += state.offset
+            absmax = absmax.float()
+        flat = bnb.functional.QuantState(absmax=absmax, shape=state.shape, code=state.code, blocksize=state.blocksize,
+                                         quant_type=state.quant_type, dtype=state.dtype)
+        weight.quant_state = flat
+        swapped.append((module, state, flat))
+    try:
+        yield len(swapped)
+    finally:
+        for module, state, flat in swapped:
+            # The module's weight as it is now: on a CPU peft's DoRA replaces it by a copy (with the same state) at
+            # every weight norm. bitsandbytes repacks a weight for its CPU inference kernel in place, with the state
+            # it finds then: a weight repacked with the flat state keeps it.
+            weight = module.weight
+            if weight.quant_state is flat and not getattr(flat, "packing_format_for_cpu", False):
+                weight.quant_state = state
