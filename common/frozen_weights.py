@@ -16,8 +16,9 @@ for its weight norm, in fp32: a bf16 copy would change that norm), and the query
 evaluation, saving and export see the model unchanged. It costs the bf16 copies while training, beside their fp32 originals
 (BERTimbau-Base LoRA: 64M weights, 128 MB; Large LoRA: 227M weights, 453 MB).
 
-`dequantized_4bit_scales_in`: the 8-bit block scales of double-quantized 4-bit weights (QLoRA, QDoRA) dequantized
-once, instead of before every use of the weight (see there).
+`frozen_4bit_weights_in`: the 8-bit block scales of double-quantized 4-bit weights (QLoRA, QDoRA) dequantized
+once, instead of before every use of the weight, and the weights dequantized straight into the compute dtype (see
+there).
 """
 from __future__ import annotations
 
@@ -77,28 +78,34 @@ def frozen_weights_in(model: torch.nn.Module, dtype: Optional[torch.dtype]):
 
 
 @contextlib.contextmanager
-def dequantized_4bit_scales_in(model: torch.nn.Module):
-    """While inside, the block scales of each double-quantized bitsandbytes 4-bit weight of `model` are held
-    dequantized, in fp32; yields how many weights.
+def frozen_4bit_weights_in(model: torch.nn.Module):
+    """While inside, each double-quantized bitsandbytes 4-bit weight of `model` carries its block scales
+    dequantized, in fp32, and (outside DoRA) dequantizes straight into its layer's compute dtype; yields how many
+    weights.
 
     Why: the paper's QLoRA and QDoRA quantize the 4-bit weights' per-block scales (absmax) once more, to 8 bits
     (`bnb_4bit_use_double_quant`). bitsandbytes then dequantizes those scales again every time it dequantizes a
     weight: two small kernels (the 8-bit dequantization and the offset's addition) before every 4-bit layer's
     forward (on a GPU, where batches of over 1,536 tokens, as BERTimbau's are, take bitsandbytes' dequantize-then-
-    GEMM path; a CPU does it inside one operation), every input gradient and, for QDoRA, every weight norm. By
-    bitsandbytes' code that is 282 kernels per BERTimbau-Base QLoRA step (eagerly ~2,300 in all), 378 for QDoRA;
-    on a CPU the test counts the two operations per input gradient and weight norm. The weights are frozen, so
-    the scales never change: dequantized once when training starts,
-    exactly as bitsandbytes computes them (`dequantize_4bit`'s nested branch; its CPU inference path keeps them
-    so too), every layer computes with the same scales as before (tests/test_training_step.py compares losses and
-    gradients bit for bit). It costs 4 bytes per 64 weights while training (BERTimbau-Base 5 MB, Large 19 MB).
-    The quantized scales are back when training ends: saving, merging and evaluation see the model unchanged.
+    GEMM path; a CPU does it inside one operation), every input gradient and, for QDoRA, every weight norm. And
+    each input gradient dequantized the weight in the dtype it was quantized from (fp32), then cast it to the
+    compute dtype (bf16): a third kernel, and for BERTimbau-Large ~2.4 GB read and written per step for nothing.
+    By bitsandbytes' code that is 351 kernels per BERTimbau-Base QLoRA step (eagerly ~2,300 in all), 402 for QDoRA
+    (Large: 711 and 810).
+    The weights are frozen, so the scales never change: dequantized once when training starts, exactly as
+    bitsandbytes computes them (`dequantize_4bit`'s nested branch; its CPU inference path keeps them so too), and
+    a weight dequantized into bf16 is the fp32 value rounded once, as the cast rounded it. Every layer computes
+    exactly what it computed before (tests/test_training_step.py compares losses and gradients bit for bit on a
+    CPU, where it also counts the operations saved). DoRA's base layers keep dequantizing into fp32: DoRA's weight
+    norm reads them so. It costs 4 bytes per 64 weights while training (BERTimbau-Base 5 MB, Large 19 MB); the
+    quantization states are back when training ends: saving, merging and evaluation see the model unchanged.
     """
     try:
         import bitsandbytes as bnb
     except ImportError:
         yield 0
         return
+    dora_bases = _dora_base_layers(model)
     swapped = []
     for module in model.modules():
         if not isinstance(module, bnb.nn.Linear4bit):  # peft's wrappers only point to their base layer's weight
@@ -111,8 +118,10 @@ def dequantized_4bit_scales_in(model: torch.nn.Module):
             absmax = bnb.functional.dequantize_blockwise(state.absmax, state.state2)
             absmax += state.offset
             absmax = absmax.float()
+        compute = module.compute_dtype
+        into = compute if compute in (torch.bfloat16, torch.float16) and id(module) not in dora_bases else state.dtype
         flat = bnb.functional.QuantState(absmax=absmax, shape=state.shape, code=state.code, blocksize=state.blocksize,
-                                         quant_type=state.quant_type, dtype=state.dtype)
+                                         quant_type=state.quant_type, dtype=into)
         weight.quant_state = flat
         swapped.append((module, state, flat))
     try:

@@ -142,7 +142,7 @@ def make_trainer_class():
     from torch.utils.data import SequentialSampler
     from transformers import Trainer
 
-    from .frozen_weights import dequantized_4bit_scales_in, frozen_weights_in
+    from .frozen_weights import frozen_4bit_weights_in, frozen_weights_in
     from .fused_qkv import training_projections
     from .optim import AdamWWithFoldedClipping, is_fused_adamw
     from .patches import ask_for_lomo_once, dora_weight_product
@@ -244,7 +244,7 @@ def make_trainer_class():
             sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
             frozen = frozen_weights_in(self.model, None if sharded else autocast_dtype)
             # The 4-bit weights' double-quantized block scales dequantized once, not before every use.
-            scales = contextlib.nullcontext() if sharded else dequantized_4bit_scales_in(self.model)
+            scales = contextlib.nullcontext() if sharded else frozen_4bit_weights_in(self.model)
             with step_bookkeeping_without_module_walks(self.model), \
                     training_projections(self.model, dtype=autocast_dtype), dora_product, frozen, scales:
                 output = super().train(*args, **kwargs)

@@ -443,7 +443,7 @@ def test_frozen_weights_cast_once_compute_exactly_the_same(method, swapped_per_l
 def test_4bit_scales_dequantized_once_compute_exactly_the_same(method, windows):
     from bitsandbytes.nn import Linear4bit
 
-    from common.frozen_weights import dequantized_4bit_scales_in
+    from common.frozen_weights import frozen_4bit_weights_in
     from common.fused_qkv import training_projections
 
     model = smoke_model_without_dropout(method)
@@ -454,13 +454,16 @@ def test_4bit_scales_dequantized_once_compute_exactly_the_same(method, windows):
     with training_projections(model, dtype=torch.bfloat16):
         counted_step(model, batch, autocast=True)  # bitsandbytes sets its layers up (bias cast) on the first call
         loss, grads, ops = counted_step(model, batch, autocast=True)
-        with dequantized_4bit_scales_in(model) as swapped:
+        with frozen_4bit_weights_in(model) as swapped:
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             # Every linear of every layer is 4-bit (query, key, value, attention output, the two feed-forward
             # layers); the QA head is not.
             assert swapped == len(layers) == (6 * len(base.bert.encoder.layer) if method != "lora" else 0)
             once_loss, once_grads, once_ops = counted_step(model, batch, autocast=True)
             assert not any(layer.weight.quant_state.nested for layer in layers)
+            dora = {id(m.get_base_layer()) for m in model.modules() if getattr(m, "lora_magnitude_vector", None)}
+            assert all(layer.weight.quant_state.dtype == (torch.float32 if id(layer) in dora else torch.bfloat16)
+                       for layer in layers)
             assert all(torch.equal(layer.weight.quant_state.absmax, bnb_scales(state))
                        for layer, state in zip(layers, states))
     # Bit for bit: the same scales, computed once instead of before every use.
@@ -468,10 +471,13 @@ def test_4bit_scales_dequantized_once_compute_exactly_the_same(method, windows):
     assert once_grads.keys() == grads.keys() and all(torch.equal(once_grads[n], grads[n]) for n in grads)
     # On a CPU the forward's 4-bit GEMM dequantizes the scales inside one operation; each input gradient (and each
     # QDoRA weight norm) did it in two operations of its own. The smoke model's first layer needs no input gradient
-    # for its query, key and value (LoRA freezes the embeddings): 3 + 6 uses.
+    # for its query, key and value (LoRA freezes the embeddings): 3 + 6 uses. Outside DoRA's base layers (QDoRA:
+    # the two feed-forward layers of each layer) an input gradient no longer casts the dequantized weight.
     uses = {"qlora": 3 + 6, "qdora": 3 + 6 + 4 * 2, "lora": 0}[method]
-    for op in ("bitsandbytes.dequantize_blockwise.default", "aten.add_.Tensor"):
-        assert ops.count(op) - once_ops.count(op) == uses, op
+    casts = {"qlora": 3 + 6, "qdora": 2 + 2, "lora": 0}[method]
+    for op, fewer in (("bitsandbytes.dequantize_blockwise.default", uses), ("aten.add_.Tensor", uses),
+                      ("aten._to_copy.default", casts)):
+        assert ops.count(op) - once_ops.count(op) == fewer, op
     assert once_ops.count("bitsandbytes.dequantize_blockwise.default") == 0
     # Training over: the very same quantization states again.
     assert all(layer.weight.quant_state is state for layer, state in zip(layers, states))
