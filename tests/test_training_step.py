@@ -195,11 +195,14 @@ def test_no_graph_break_in_the_training_forward(method, windows):
     prepare_4bit_layers_for_compile(model)
     batch = windows.batch(range(16), pad_to_multiple_of=BUCKET)
     torch._dynamo.reset()
+    from common.frozen_weights import frozen_4bit_weights_in
     from common.fused_qkv import training_projections
 
-    # As QATrainer.train compiles it: the attention's training projections, DoRA's one-product B·A.
-    with training_projections(model), dora_weight_product(model) as dora_product:
-        assert dora_product == (method in ("dora", "qdora"))
+    # As QATrainer.train compiles it: the attention's training projections, DoRA's one-product B·A, the 4-bit
+    # weights' scales dequantized once.
+    with training_projections(model), dora_weight_product(model) as dora_product, \
+            frozen_4bit_weights_in(model) as frozen_4bit:
+        assert dora_product == (method in ("dora", "qdora")) and (frozen_4bit > 0) == (method in ("qlora", "qdora"))
         for _ in range(2):  # the first call is where bitsandbytes used to change its own state
             explained = torch._dynamo.explain(forward_and_loss)(model.train(), batch)
             assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
