@@ -176,9 +176,9 @@ def host_time_per_step(*, windows_for, work_dir: Path, steps: int = 200) -> dict
     the copies into the graph's inputs and the learning-rate write, with a step graph whose replay does nothing.
 
     Why: captured whole, no step waits for the GPU, yet in the H200 measurement the GPU stood idle 13-22% of the
-    time. If the host needs about as long per step as the GPU, the host holds it back; if far less, the idle time
-    is inside the graph (the gaps between its kernels). The tiny model of `--dry`, Base LoRA's Trainer set-up, every
-    batch from one bucket: three real steps (two uncaptured and the "capture"), then replays.
+    time at the paper's batches. If the host needs about as long per step as the GPU, the host holds it back; if far
+    less, the idle time is inside the graph (the gaps between its kernels). The tiny model of `--dry`, Base LoRA's
+    Trainer set-up, every batch from one bucket: three real steps (two uncaptured and the "capture"), then replays.
     """
     from transformers import TrainerCallback
 
