@@ -90,7 +90,8 @@ def frozen_4bit_weights_in(model: torch.nn.Module):
     GEMM path; a CPU does it inside one operation), every input gradient and, for QDoRA, every weight norm. And
     each input gradient dequantized the weight in the dtype it was quantized from (fp32), then cast it to the
     compute dtype (bf16): a third kernel, and for BERTimbau-Large ~2.4 GB read and written per step for nothing.
-    By bitsandbytes' code that is 351 kernels per BERTimbau-Base QLoRA step (eagerly ~2,300 in all), 402 for QDoRA
+    By bitsandbytes' code that is 351 kernels per BERTimbau-Base QLoRA step with peft's layers (eagerly ~2,300 in
+    all; common/fused_qkv.py stacks QLoRA's query, key and value and does the same for them), 402 for QDoRA
     (Large: 711 and 810).
     The weights are frozen, so the scales never change: dequantized once when training starts, exactly as
     bitsandbytes computes them (`dequantize_4bit`'s nested branch; its CPU inference path keeps them so too), and

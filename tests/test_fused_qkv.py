@@ -1,6 +1,6 @@
-"""BERT's query/key/value while training (common/fused_qkv.py): one GEMM for LoRA's frozen projections, the same
-loss and gradients as peft's three layers, only where it applies; every method's projections on the tokens as one
-matrix, the same numbers eagerly and fewer GEMMs compiled; the model unchanged afterwards."""
+"""BERT's query/key/value while training (common/fused_qkv.py): one GEMM for LoRA's and QLoRA's frozen projections,
+the same loss and gradients as peft's three layers, only where it applies; every method's projections on the
+tokens as one matrix, the same numbers eagerly and fewer GEMMs compiled; the model unchanged afterwards."""
 import contextlib
 
 import pytest
@@ -67,8 +67,59 @@ def test_fused_projections_under_bf16_autocast(batch):
         torch.testing.assert_close(fused_grads[name], grads[name], rtol=2e-2, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_fused_4bit_projections_give_peft_qloras_loss_and_gradients(dtype, batch):
+    model = smoke_model("qlora")
+    _, loss, grads = step(model, batch, fused=False, dtype=dtype)
+    layers, fused_loss, fused_grads = step(model, batch, fused=True, dtype=dtype)
+    assert layers == 2
+    # Forward: the three 4-bit weights dequantized as one are the same bf16 values (bitsandbytes computes in bf16
+    # either way), the same GEMMs' dot products, dropout masks drawn in peft's order.
+    assert fused_loss.item() == loss.item()
+    # Backward, the input's gradient is one bf16 GEMM (accumulated in fp32, rounded once) where peft adds three
+    # bf16 results: they differ by bf16 rounding, the fused one being the more exact.
+    assert fused_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=2e-2, atol=1e-4, msg=name)
+
+
+def test_fused_4bit_projections_do_less_per_step(batch):
+    model = smoke_model("qlora")
+
+    def ops_per_step(fused: bool) -> dict:
+        context = training_projections(model, dtype=torch.bfloat16) if fused else contextlib.nullcontext()
+        with context:  # made before the step: the fused weight and its scales are made once per training
+            model.zero_grad()
+            with CountOps() as ops, torch.autocast("cpu", dtype=torch.bfloat16):
+                forward_and_loss(model, batch).backward()
+        return ops.counts
+
+    peft_ops, fused_ops = ops_per_step(False), ops_per_step(True)
+
+    def fewer(op):
+        return peft_ops.get(op, 0) - fused_ops.get(op, 0)
+
+    # Forward, the 4-bit GEMMs of query, key and value: 3 -> 1 in each layer; backward, their input gradients'
+    # dequantizations 3 -> 1 in each layer but the first (whose input needs no gradient) and their scales'
+    # (double quantization) 3 -> 0; the copies peft makes of each 4-bit output: 3 -> 0 in each layer.
+    assert (fewer("gemm_4bit"), fewer("dequantize_4bit"), fewer("dequantize_blockwise"), fewer("clone")) == (
+        2 * 2, 2, 3, 2 * 3)
+    assert sum(fused_ops.values()) < sum(peft_ops.values())
+
+
+def test_the_model_is_unchanged_after_training_fused_4bit(batch):
+    model = smoke_model("qlora")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    attention = model.base_model.model.bert.encoder.layer[0].attention.self
+    with training_projections(model, dtype=torch.bfloat16) as layers:
+        assert layers == 2 and attention.fused_qkv_state.shape == (3 * 64, 64) and not attention.fused_qkv_state.nested
+    assert type(attention) is BertSelfAttention
+    assert not hasattr(attention, "fused_qkv_weight") and not hasattr(attention, "fused_qkv_state")
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize("method, flags", [
-    ("full", ()), ("dora", ()), ("qlora", ()), ("qdora", ()),
+    ("full", ()), ("dora", ()), ("qdora", ()),
     ("lora", ("--target_modules", "query", "value")),  # key keeps its plain Linear: three GEMMs would not fuse
 ])
 def test_other_methods_keep_their_layers_on_the_token_matrix(method, flags, batch):
@@ -160,7 +211,7 @@ def test_the_training_projections_compile_without_a_graph_break(method, batch):
     assert (explained.graph_break_count, explained.graph_count) == (0, 1), [
         str(r.reason).splitlines()[0] for r in explained.break_reasons]
     # CUDA graphs replay them in place as they do parameters, rather than copying them in at every step.
-    assert len(fused_weights) == (2 if method == "lora" else 0)
+    assert len(fused_weights) == (2 if method in ("lora", "qlora") else 0)
     assert all(hasattr(w, "_dynamo_static_input_type") for w in fused_weights)
 
 
@@ -190,12 +241,17 @@ def test_every_layer_shares_one_compilation_with_the_training_projections(method
     assert counter.frame_count == compilations
 
 
-def test_compiled_fused_step_equals_eager_fused_step(batch):
-    model = smoke_model("lora", "--lora_dropout", "0")
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_compiled_fused_step_equals_eager_fused_step(method, batch):
+    from common.patches import apply_compile_patches, prepare_4bit_layers_for_compile
+
+    model = smoke_model(method, "--lora_dropout", "0")
     for module in model.modules():  # dropout off: compiled and eager draw their masks differently
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     model.config.attention_probs_dropout_prob = 0.0
+    apply_compile_patches()
+    prepare_4bit_layers_for_compile(model)  # as compile_training_step does
     _, eager_loss, eager_grads = step(model, batch, fused=True)
     torch._dynamo.reset()
     with training_projections(model):
@@ -209,8 +265,11 @@ def test_compiled_fused_step_equals_eager_fused_step(batch):
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])  # bf16: the fused weight made in autocast's dtype
-def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
+@pytest.mark.parametrize("method, precision", [
+    ("lora", "fp32"), ("lora", "bf16"),  # bf16: the fused weight made in autocast's dtype
+    ("qlora", "bf16"),
+])
+def test_the_trainer_trains_lora_with_fused_projections(method, precision, tmp_path):
     from transformers import TrainerCallback
     from transformers.models.bert.modeling_bert import BertSelfAttention
 
@@ -223,8 +282,8 @@ def test_the_trainer_trains_lora_with_fused_projections(precision, tmp_path):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             seen.append(sum(hasattr(m, "fused_qkv_weight") for m in model.modules() if isinstance(m, BertSelfAttention)))
 
-    config = parse_config("base", "lora", ["--smoke", "--report_to", "none"])
-    model = smoke_model("lora")
+    config = parse_config("base", method, ["--smoke", "--report_to", "none"])
+    model = smoke_model(method)
     lengths = torch.full((32,), 20).numpy()
     windows = PackedWindows(input_ids=torch.randint(5, 200, (640,)).int().numpy(),
                             token_type_ids=torch.zeros(640, dtype=torch.int8).numpy(),

@@ -474,10 +474,12 @@ def test_4bit_scales_dequantized_once_compute_exactly_the_same(method, windows):
     assert once_grads.keys() == grads.keys() and all(torch.equal(once_grads[n], grads[n]) for n in grads)
     # On a CPU the forward's 4-bit GEMM dequantizes the scales inside one operation; each input gradient (and each
     # QDoRA weight norm) did it in two operations of its own. The smoke model's first layer needs no input gradient
-    # for its query, key and value (LoRA freezes the embeddings): 3 + 6 uses. Outside DoRA's base layers (QDoRA:
-    # the two feed-forward layers of each layer) an input gradient no longer casts the dequantized weight.
-    uses = {"qlora": 3 + 6, "qdora": 3 + 6 + 4 * 2, "lora": 0}[method]
-    casts = {"qlora": 3 + 6, "qdora": 2 + 2, "lora": 0}[method]
+    # for its query, key and value (LoRA freezes the embeddings); QLoRA's query, key and value are one fused 4-bit
+    # weight, whose scales the training projections dequantize themselves (common/fused_qkv.py): 3 + 3 uses for
+    # QLoRA (attention output, feed-forward), 3 + 6 for QDoRA, and its 4 + 4 weight norms. Outside DoRA's base
+    # layers (QDoRA: the two feed-forward layers of each layer) an input gradient no longer casts the weight.
+    uses = {"qlora": 3 + 3, "qdora": 3 + 6 + 4 * 2, "lora": 0}[method]
+    casts = {"qlora": 3 + 3, "qdora": 2 + 2, "lora": 0}[method]
     for op, fewer in (("bitsandbytes.dequantize_blockwise.default", uses), ("aten.add_.Tensor", uses),
                       ("aten._to_copy.default", casts)):
         assert ops.count(op) - once_ops.count(op) == fewer, op
