@@ -145,7 +145,8 @@ def step_order(windows: PackedWindows, *, batch_size: int, warmup_steps_per_buck
     used = sorted({int(widths[measured[i:i + batch_size]].max()) for i in range(0, len(measured), batch_size)})
     order = []
     for width in used:  # a batch of windows from one bucket is padded to that bucket's width
-        order += rng.choice(np.flatnonzero(widths == width), size=(warmup_steps_per_bucket, batch_size)).ravel().tolist()
+        members = np.flatnonzero(widths == width)
+        order += rng.choice(members, size=(warmup_steps_per_bucket, batch_size)).ravel().tolist()
     return order + measured, len(order) // batch_size
 
 
@@ -185,7 +186,7 @@ def host_time_per_step(*, windows_for, work_dir: Path, steps: int = 200) -> dict
     model_dir, _ = random_model(work_dir, "base", dry=True)
     setup = arm_config(size="base", method="lora", arm="graphs", model_dir=model_dir)
     # Step graphs on any machine: the stand-in capture below needs no GPU.
-    setup = setup._replace(graphs="step", few_shapes=True, pad_to_multiple_of=BUCKET)
+    setup = setup._replace(plan=setup.plan._replace(graphs="step", few_shapes=True, pad_to_multiple_of=BUCKET))
     windows = windows_for(setup.config.max_seq_length)
     widths = windows.padded_widths(BUCKET)
     one_bucket = np.flatnonzero(widths == np.bincount(widths).argmax())
@@ -350,9 +351,7 @@ class ArmSetup(NamedTuple):
     """How the scripts would run one arm: its config and what `common/run.py` derives from it."""
 
     config: object  # RunConfig
-    graphs: str  # step, trees or off (common.model.resolve_cuda_graphs)
-    few_shapes: bool  # compiled or captured: batches padded to buckets, cuDNN attention
-    pad_to_multiple_of: int
+    plan: object  # common.model.StepPlan: compiled or not, which CUDA graphs, how far batches are padded
 
 
 def arm_config(*, size: str, method: str, arm: str, model_dir: Path) -> ArmSetup:
@@ -366,7 +365,7 @@ def arm_config(*, size: str, method: str, arm: str, model_dir: Path) -> ArmSetup
                      cuda_graphs=graphs_asked, fast_cpu_dropout=False, bucket_width=bucket)
     config = apply_throughput(config)
     plan = plan_training_step(config, world_size=1)  # as common/run.py decides; no graphs on a CPU (--dry)
-    return ArmSetup(config, plan.graphs, plan.few_shapes, plan.pad_to_multiple_of)
+    return ArmSetup(config, plan)
 
 
 def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: PackedWindows, order: list, dry: bool,
@@ -387,11 +386,11 @@ def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: P
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-    use_cudnn_attention(setup.few_shapes)
+    use_cudnn_attention(setup.plan.few_shapes)
     forward_loss, cudagraphs = forward_and_loss, False
-    if config.torch_compile:
+    if setup.plan.compiled:
         forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope,
-                                                         cuda_graphs=setup.graphs == "trees",
+                                                         cuda_graphs=setup.plan.graphs == "trees",
                                                          backend="aot_eager" if dry else "inductor")
     args = training_arguments(config, precision=resolve_precision(config),
                               output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
@@ -404,8 +403,8 @@ def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: P
 
     tokenizer = BertTokenizerFast(vocab=str(SMOKE_VOCAB), do_lower_case=False)  # only for the Trainer's metadata
     return InOrder(model=model, args=args, train_dataset=windows, processing_class=tokenizer,
-                   data_collator=batch_collator(windows, pad_to_multiple_of=setup.pad_to_multiple_of),
-                   forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=setup.graphs == "step",
+                   data_collator=batch_collator(windows, pad_to_multiple_of=setup.plan.pad_to_multiple_of),
+                   forward_loss=forward_loss, cudagraphs=cudagraphs, step_graphs=setup.plan.graphs == "step",
                    callbacks=list(callbacks))
 
 
@@ -424,7 +423,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     # Compiled or captured arms visit each bucket for compilation, the uncaptured steps and the capture; an eager
     # arm has nothing to prepare per shape: one visit each warms the libraries up.
     order, warmup_steps = step_order(windows, batch_size=config.batch_size,
-                                     warmup_steps_per_bucket=warmup_per_bucket if setup.few_shapes else 1,
+                                     warmup_steps_per_bucket=warmup_per_bucket if setup.plan.few_shapes else 1,
                                      timed_steps=timed_steps, profile_steps=profile_steps, seed=config.seed,
                                      bucket=config.bucket_width)
     if on_gpu:
@@ -446,7 +445,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     trainable_linear = sum(p.numel() for n, p in model.named_parameters()
                            if p.requires_grad and p.dim() == 2 and "embeddings" not in n)
     precision = resolve_precision(config)
-    multiple = setup.pad_to_multiple_of
+    multiple = setup.plan.pad_to_multiple_of
     compiling_before = compile_seconds()
     try:
         trainer.train()
@@ -476,7 +475,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     row = {
         "device": device, "model_size": size, "method": method, "arm": arm,
         "compile_scope": config.compile_scope if config.torch_compile else "", "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": setup.graphs,
+        "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": setup.plan.graphs,
         "graphs_that_ran": graphs_that_ran(trainer),
         "step_graph_captures": trainer.step_graphs.captures if trainer.step_graphs is not None else 0,
         "padded_to_multiple_of": multiple,
@@ -642,7 +641,8 @@ def windows_source(*, dry: bool, count: int):
 
     def windows_for(max_seq_length: int) -> PackedWindows:
         if max_seq_length not in cache:
-            cache[max_seq_length] = synthetic_windows(count, vocab_size=vocab_size, max_seq_length=max_seq_length, seed=0)
+            cache[max_seq_length] = synthetic_windows(count, vocab_size=vocab_size, max_seq_length=max_seq_length,
+                                                      seed=0)
         return cache[max_seq_length]
 
     return windows_for

@@ -13,8 +13,8 @@ Which layers: plain `torch.nn.Linear` modules whose weight does not train and is
 (bitsandbytes dequantizes them into the compute dtype itself), DoRA's base layers (DoRA also reads the base weight
 for its weight norm, in fp32: a bf16 copy would change that norm), and the query/key/value base layers that
 `common/fused_qkv.py` already replaces with one pre-cast weight. The fp32 weights are put back when training ends:
-evaluation, saving and export see the model unchanged. It costs the bf16 copies while training, beside their fp32 originals
-(BERTimbau-Base LoRA: 64M weights, 128 MB; Large LoRA: 227M weights, 453 MB).
+evaluation, saving and export see the model unchanged. It costs the bf16 copies while training, beside their fp32
+originals (BERTimbau-Base LoRA: 64M weights, 128 MB; Large LoRA: 227M weights, 453 MB).
 
 `frozen_4bit_weights_in`: the 8-bit block scales of double-quantized 4-bit weights (QLoRA, QDoRA) dequantized
 once, instead of before every use of the weight, and the weights dequantized straight into the compute dtype (see
@@ -77,6 +77,19 @@ def frozen_weights_in(model: torch.nn.Module, dtype: Optional[torch.dtype]):
                     setattr(module, name, original)
 
 
+def dequantized_scales(state) -> torch.Tensor:
+    """The fp32 block scales of a bitsandbytes 4-bit quantization state, computed as `dequantize_4bit` computes them
+    at every use (for a double-quantized state: the 8-bit scales dequantized, plus their offset)."""
+    import bitsandbytes as bnb
+
+    with torch.no_grad():
+        if not state.nested:
+            return state.absmax.float()
+        absmax = bnb.functional.dequantize_blockwise(state.absmax, state.state2)
+        absmax += state.offset
+        return absmax.float()
+
+
 @contextlib.contextmanager
 def frozen_4bit_weights_in(model: torch.nn.Module):
     """While inside, each double-quantized bitsandbytes 4-bit weight of `model` carries its block scales
@@ -115,10 +128,7 @@ def frozen_4bit_weights_in(model: torch.nn.Module):
         state = getattr(weight, "quant_state", None)
         if not isinstance(weight, bnb.nn.Params4bit) or state is None or not state.nested:
             continue
-        with torch.no_grad():  # bitsandbytes.functional.dequantize_4bit's own steps for a nested state
-            absmax = bnb.functional.dequantize_blockwise(state.absmax, state.state2)
-            absmax += state.offset
-            absmax = absmax.float()
+        absmax = dequantized_scales(state)
         compute = module.compute_dtype
         into = compute if compute in (torch.bfloat16, torch.float16) and id(module) not in dora_bases else state.dtype
         flat = bnb.functional.QuantState(absmax=absmax, shape=state.shape, code=state.code, blocksize=state.blocksize,

@@ -22,10 +22,10 @@ besides peft's 3 copies, backward 4 fewer (2 dequantizations, 2 GEMMs) besides t
 
 Why the tokens as one matrix: `linear` on a (batch, length, hidden) input computes on the (batch x length, hidden)
 matrix anyway, so eagerly the loss is the same to the bit; backward, the layer input's gradient adds the same four
-terms (query, key, value, the residual) in another order, equal to rounding (tests/test_fused_qkv.py). Compiled, inductor's batch-linear passes
-(common/compile.py) only recognise linears on 2-D inputs: they then make the three projections of full
-fine-tuning one GEMM of concatenated weights, and the LoRA/DoRA branches' A and B products (and QLoRA's) batched
-GEMMs, forward and backward.
+terms (query, key, value, the residual) in another order, equal to rounding (tests/test_fused_qkv.py). Compiled,
+inductor's batch-linear passes (common/compile.py) only recognise linears on 2-D inputs: they then make the three
+projections of full fine-tuning one GEMM of concatenated weights, and the LoRA/DoRA branches' A and B products (and
+QLoRA's) batched GEMMs, forward and backward.
 
 Both only while training (`QATrainer.train`): evaluation, saving and export see the model unchanged. The attention
 forward below is transformers' own `BertSelfAttention.forward` with the three projections replaced, pinned to the
@@ -42,6 +42,7 @@ from typing import Optional
 import torch
 from transformers.models.bert.modeling_bert import ALL_ATTENTION_FUNCTIONS, BertSelfAttention, eager_attention_forward
 
+from .frozen_weights import dequantized_scales
 from .patches import source_hash
 
 logger = logging.getLogger("bertimbau_qa")
@@ -121,17 +122,16 @@ def _fused_4bit_projections(self, tokens):
     # bitsandbytes' Linear4bit.forward: the input in the compute dtype, the output back in the input's dtype.
     projected = bnb.matmul_4bit(tokens.to(base.compute_dtype), self.fused_qkv_weight, bias=self.fused_qkv_bias,
                                 quant_state=self.fused_qkv_state).to(tokens.dtype)
+    autocast = torch.is_autocast_enabled()  # peft casts the branch's input and output only without autocast
     outputs = []
     # peft clones each base output "defensively" before adding to it; a split of the fused output is not a view
     # that is written to, so nothing needs the copy (the same values).
     for part, module in zip(projected.split(self.all_head_size, dim=-1), (self.query, self.key, self.value)):
         adapter = module.active_adapters[0]
         lora_A, lora_B = module.lora_A[adapter], module.lora_B[adapter]
-        x = tokens
-        if not torch.is_autocast_enabled():
-            x = module._cast_input_dtype(x, lora_A.weight.dtype)
+        x = tokens if autocast else module._cast_input_dtype(tokens, lora_A.weight.dtype)
         branch = lora_B(lora_A(module.lora_dropout[adapter](x))) * module.scaling[adapter]
-        outputs.append(part + (branch if torch.is_autocast_enabled() else branch.to(part.dtype)))
+        outputs.append(part + (branch if autocast else branch.to(part.dtype)))
     return outputs
 
 
@@ -232,14 +232,8 @@ def _concatenated_4bit(bases) -> tuple:
     import bitsandbytes as bnb
 
     states = [b.weight.quant_state for b in bases]
+    scales = [dequantized_scales(state) for state in states]
     with torch.no_grad():
-        scales = []
-        for state in states:
-            absmax = state.absmax
-            if state.nested:  # bitsandbytes.functional.dequantize_4bit's own steps
-                absmax = bnb.functional.dequantize_blockwise(state.absmax, state.state2)
-                absmax += state.offset
-            scales.append(absmax.float())
         weight = torch.cat([b.weight.data.reshape(-1) for b in bases]).reshape(-1, 1)
         bias = None if bases[0].bias is None else torch.cat([b.bias.to(b.compute_dtype) for b in bases])
     first = states[0]

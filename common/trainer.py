@@ -243,7 +243,8 @@ def make_trainer_class():
             # parameters themselves (one dtype per flat parameter).
             sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
             frozen = frozen_weights_in(self.model, None if sharded else autocast_dtype)
-            # The 4-bit weights' double-quantized block scales dequantized once, not before every use.
+            # The 4-bit weights' double-quantized block scales dequantized once, not before every use, and the
+            # weights dequantized straight into the compute dtype (common/frozen_weights.py).
             scales = contextlib.nullcontext() if sharded else frozen_4bit_weights_in(self.model)
             with step_bookkeeping_without_module_walks(self.model), \
                     training_projections(self.model, dtype=autocast_dtype), dora_product, frozen, scales:

@@ -255,6 +255,7 @@ def test_where_compilation_applies(monkeypatch):
     _a_gpu(monkeypatch, triton=False)
     assert compiled() == (False, "torch.compile needs Triton on a GPU, and Triton is not installed (on Windows: "
                                  "pip install triton-windows)")
+
     def plan(*flags):
         step = plan_training_step(parse_config("base", "lora", ["--smoke", *flags]), world_size=1)
         return step.compiled, step.graphs, step.few_shapes, step.pad_to_multiple_of
