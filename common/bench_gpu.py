@@ -48,6 +48,7 @@ import numpy as np
 from .batches import BUCKET, PackedWindows, batch_collator, is_bucket_width, padded_length
 from .config import apply_throughput, layered_defaults
 from .step_graph import WARMUP_STEPS
+from .trainer import graphs_that_ran
 
 # BERTimbau shapes (12 layers/768/12 heads and 24/1024/16; vocabulary 29,794: docs/paper.md).
 GPU_SHAPES = {
@@ -604,15 +605,6 @@ def release_arm() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def graphs_that_ran(trainer) -> str:
-    """step (captured whole), trees (torch.compile's CUDA graphs), or off: what the arm's training really used; a
-    failed capture (the run warned and went on uncaptured) reads `off (capture failed: ...)`."""
-    graphs = trainer.step_graphs
-    if graphs is not None:
-        return "step" if graphs.disabled_because is None else f"off (capture failed: {graphs.disabled_because})"
-    return "trees" if trainer.cudagraphs else "off"
 
 
 def _trained_weights(model) -> dict:

@@ -147,8 +147,9 @@ def resolve_cuda_graphs(config: RunConfig, *, world_size: int) -> tuple[str, str
     if config.gradient_checkpointing:
         return "off", "--gradient_checkpointing: recomputation and CUDA graphs not measured together"
     if config.cuda_graphs == "trees":
-        if not resolve_compile(config, world_size=world_size)[0]:
-            return "off", "--cuda_graphs trees needs --torch_compile"
+        compiled, why = resolve_compile(config, world_size=world_size)
+        if not compiled:  # the trees are torch.compile's: say why it is off (a flag, or no Triton)
+            return "off", f"--cuda_graphs trees needs torch.compile, which is off: {why}"
         return "trees", "--cuda_graphs trees"
     if resolve_precision(config) == "fp16":
         return "off", "fp16: its loss scaler reads on the host whether gradients overflowed (--cuda_graphs trees works)"

@@ -92,9 +92,14 @@ def data_source_label(config: RunConfig) -> str:
     return f"hub:{config.dataset}" + (f"@{config.dataset_revision}" if config.dataset_revision else "")
 
 
-def describe_run(config: RunConfig, *, world_size: int) -> dict:
-    """The columns that say what ran, where and with which code: shared by finished and failed runs' rows."""
-    from .model import resolve_compile, resolve_cuda_graphs, resolve_precision
+def describe_run(config: RunConfig, *, world_size: int, plan=None) -> dict:
+    """The columns that say what ran, where and with which code: shared by finished and failed runs' rows. `plan`:
+    the run's `common.model.StepPlan` (made here from the config when not given), the training step as planned; a
+    finished run then writes over `cuda_graphs` what really ran (`common.trainer.graphs_used`)."""
+    from .model import plan_training_step, resolve_precision
+
+    if plan is None:
+        plan = plan_training_step(config, world_size=world_size)
 
     commit, dirty = git_state(REPO_ROOT)
     return {
@@ -120,8 +125,8 @@ def describe_run(config: RunConfig, *, world_size: int) -> dict:
         "data_source": data_source_label(config),
         "device": device_name(),
         "precision": resolve_precision(config),
-        "compiled": str(resolve_compile(config, world_size=world_size)[0]).lower(),
-        "cuda_graphs": resolve_cuda_graphs(config, world_size=world_size)[0],
+        "compiled": str(plan.compiled).lower(),
+        "cuda_graphs": plan.graphs,
         "throughput_mode": str(config.throughput).lower(),
         "git_commit": commit,
         "git_dirty": dirty,

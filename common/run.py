@@ -33,7 +33,8 @@ from .preflight import check_results_file, load_checked_model
 from .preprocess import count_cut_questions, prepare_train_features
 from .results import data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
-from .trainer import collate_without_length, forward_and_loss, make_trainer_class, setup_logging, training_arguments
+from .trainer import (collate_without_length, forward_and_loss, graphs_used, make_trainer_class, setup_logging,
+                      training_arguments)
 
 logger = logging.getLogger("bertimbau_qa")
 
@@ -206,7 +207,8 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
     device = device_name()
     train_tokens = int(windows.lengths.sum()) * config.num_epochs
     row = {
-        **describe_run(config, world_size=trainer.args.world_size),
+        **describe_run(config, world_size=trainer.args.world_size, plan=plan),
+        "cuda_graphs": graphs_used(trainer)[0],  # a failed capture (warned about in the log) trained uncaptured
         "train_examples": len(train_examples),
         "train_features": len(train_features),
         "train_answers_dropped": alignment.dropped,

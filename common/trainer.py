@@ -331,6 +331,23 @@ def make_trainer_class():
     return QATrainer
 
 
+def graphs_used(trainer) -> tuple[str, Optional[str]]:
+    """(step, trees or off; why off where step graphs were asked for): the CUDA graphs a finished training really
+    used, which is not always what was planned (a capture that failed: the run warned and went on uncaptured)."""
+    graphs = trainer.step_graphs
+    if graphs is not None:
+        if graphs.disabled_because is not None:
+            return "off", f"capture failed: {graphs.disabled_because}"
+        return "step", None
+    return ("trees" if trainer.cudagraphs else "off"), None
+
+
+def graphs_that_ran(trainer) -> str:
+    """`graphs_used` in one string: step, trees, off, or `off (capture failed: ...)`."""
+    used, why = graphs_used(trainer)
+    return used if why is None else f"{used} ({why})"
+
+
 def training_arguments(config: RunConfig, *, precision: str, output_dir: Path):
     """The TrainingArguments of a run, from its config."""
     import torch

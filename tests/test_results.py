@@ -221,3 +221,19 @@ def test_results_row_carries_the_answerable_count_and_scores(tmp_path, capsys):
     assert float(row["exact_match_answerable"]) == pytest.approx(expected["exact_match"], abs=1e-4)
     # The all-question scores count the three unanswerable ones as zeros (nothing predicted can match "xyzzy").
     assert float(row["f1"]) == pytest.approx(expected["f1"] * 9 / 12, abs=1e-3)
+
+
+def test_the_row_describes_the_step_as_planned(monkeypatch):
+    """`compiled` and `cuda_graphs` come from the run's StepPlan (the one run.py followed), not from a second reading
+    of the flags; without a plan, the same plan is made from the config."""
+    from common.config import parse_config
+    from common.model import StepPlan
+    from common.results import describe_run
+
+    config = parse_config("base", "lora", ["--smoke"])
+    row = describe_run(config, world_size=1)
+    assert (row["compiled"], row["cuda_graphs"]) == ("false", "off")  # a CPU: eager, no graphs
+    plan = StepPlan(compiled=True, compile_reason="test", graphs="step", graphs_reason="test", few_shapes=True,
+                    pad_to_multiple_of=16)
+    row = describe_run(config, world_size=1, plan=plan)
+    assert (row["compiled"], row["cuda_graphs"]) == ("true", "step")

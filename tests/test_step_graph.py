@@ -21,7 +21,7 @@ from common.model import (
 )
 from common.run import main
 from common.step_graph import StepGraphs
-from common.trainer import make_trainer_class, training_arguments
+from common.trainer import graphs_used, make_trainer_class, training_arguments
 
 
 def _storage(tensor):
@@ -156,6 +156,7 @@ def test_step_graphs_train_exactly_like_the_trainer(method, tmp_path):
     graphs = trainer.step_graphs
     # 2 shapes: 2 uncaptured steps each, then a capture, then replays; the learning rate changed at every step
     assert (graphs.uncaptured, graphs.captures, graphs.replays) == (4, 2, 8) and graphs.disabled_because is None
+    assert graphs_used(trainer) == ("step", None)
     assert len(losses) == len(graphed_losses) == 12
     assert graphed_losses == pytest.approx(losses, rel=1e-5)
     assert all(norm > 0.05 for norm in norms)  # clipping was active at every step
@@ -204,6 +205,9 @@ def test_a_failed_capture_warns_and_trains_on_uncaptured(tmp_path, caplog):
     assert "Capturing the training step in a CUDA graph failed (RuntimeError: operation not permitted" in caplog.text
     assert caplog.text.count("Capturing the training step") == 1
     assert (trainer.step_graphs.captures, trainer.step_graphs.uncaptured) == (0, 12)
+    # The results row says what ran: no graphs (run.py writes the first part into `cuda_graphs`)
+    assert graphs_used(trainer) == ("off", "capture failed: RuntimeError: operation not permitted when stream is "
+                                           "capturing")
     assert graphed_losses == pytest.approx(losses, rel=1e-5)
     for name, value in reference.items():
         torch.testing.assert_close(graphed[name], value, rtol=1e-5, atol=1e-6, msg=name)  # the same code ran
@@ -225,7 +229,8 @@ def test_where_step_graphs_apply(monkeypatch):
     assert graphs("--cuda_graphs", "off") == ("off", "--cuda_graphs off")
     monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)  # trees compile: Triton asked
     assert graphs("--cuda_graphs", "trees")[0] == "trees"
-    assert graphs("--cuda_graphs", "trees", "--torch_compile", "false") == ("off", "--cuda_graphs trees needs --torch_compile")
+    assert graphs("--cuda_graphs", "trees", "--torch_compile", "false") == (
+        "off", "--cuda_graphs trees needs torch.compile, which is off: --torch_compile false")
     assert graphs("--gradient_accumulation_steps", "2") == ("off", "--gradient_accumulation_steps > 1")
     assert graphs(world_size=2)[0] == "off"
     assert graphs("--precision", "fp16")[0] == "off"
@@ -255,6 +260,10 @@ def test_where_compilation_applies(monkeypatch):
     _a_gpu(monkeypatch, triton=False)
     assert compiled() == (False, "torch.compile needs Triton on a GPU, and Triton is not installed (on Windows: "
                                  "pip install triton-windows)")
+    trees = plan_training_step(parse_config("base", "lora", ["--smoke", "--cuda_graphs", "trees"]), world_size=1)
+    assert (trees.compiled, trees.graphs) == (False, "off")  # torch.compile's graphs without torch.compile: none
+    assert trees.graphs_reason == ("--cuda_graphs trees needs torch.compile, which is off: torch.compile needs Triton "
+                                   "on a GPU, and Triton is not installed (on Windows: pip install triton-windows)")
 
     def plan(*flags):
         step = plan_training_step(parse_config("base", "lora", ["--smoke", *flags]), world_size=1)
