@@ -375,10 +375,9 @@ def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: P
     import torch
     from transformers import BertTokenizerFast, set_seed
 
-    from .attention import use_cudnn_attention
-    from .compile import compile_training_step
+    from .compile import planned_training_step
     from .model import SMOKE_VOCAB, load_model, resolve_precision
-    from .trainer import forward_and_loss, make_trainer_class, training_arguments
+    from .trainer import make_trainer_class, training_arguments
 
     config = setup.config
     set_seed(config.seed)  # as common/run.py: every arm starts from the same adapter weights
@@ -387,12 +386,8 @@ def arm_trainer(*, setup: ArmSetup, size: str, method: str, arm: str, windows: P
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
-    use_cudnn_attention(setup.plan.few_shapes)
-    forward_loss, cudagraphs = forward_and_loss, False
-    if setup.plan.compiled:
-        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope,
-                                                         cuda_graphs=setup.plan.graphs == "trees",
-                                                         backend="aot_eager" if dry else "inductor")
+    forward_loss, cudagraphs = planned_training_step(model, setup.plan, scope=config.compile_scope,
+                                                     backend="aot_eager" if dry else "inductor")
     args = training_arguments(config, precision=resolve_precision(config),
                               output_dir=work_dir / f"{size}-{method}-{arm.replace('/', '-')}")
     args.max_steps = len(order) // config.batch_size
@@ -475,7 +470,7 @@ def measure_arm(*, size: str, method: str, arm: str, model_dir: Path, shape: dic
     projected = 2 * FULL_TRAIN_FEATURES * mean_length / tokens_per_s
     row = {
         "device": device, "model_size": size, "method": method, "arm": arm,
-        "compile_scope": config.compile_scope if config.torch_compile else "", "batch_size": config.batch_size,
+        "compile_scope": config.compile_scope if setup.plan.compiled else "", "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "precision": precision, "cuda_graphs": setup.plan.graphs,
         "graphs_that_ran": graphs_that_ran(trainer),
         "step_graph_captures": trainer.step_graphs.captures if trainer.step_graphs is not None else 0,

@@ -109,3 +109,16 @@ def compile_training_step(model, *, scope: str = "model", backend: str = "induct
         return compiled(model, inputs)
 
     return compiled_forward_and_loss, mode == "reduce-overhead"
+
+
+def planned_training_step(model, plan, *, scope: str, backend: str = "inductor") -> tuple[Callable, bool]:
+    """(forward-and-loss function, whether torch.compile's CUDA graph trees run it) of a run's StepPlan
+    (common.model.plan_training_step): compiled where the plan compiles, else the eager `forward_and_loss`; and
+    SDPA's cuDNN kernels allowed only where the plan pads to few shapes (common/attention.py). Shared by
+    common/run.py and the GPU benchmark's arms, so that an arm runs what a script runs."""
+    from .attention import use_cudnn_attention
+
+    use_cudnn_attention(plan.few_shapes)
+    if not plan.compiled:
+        return forward_and_loss, False
+    return compile_training_step(model, scope=scope, backend=backend, cuda_graphs=plan.graphs == "trees")

@@ -22,7 +22,7 @@ from .data import (
 )
 from .attention import use_cudnn_attention
 from .batches import PackedWindows, batch_collator
-from .compile import compile_training_step
+from .compile import planned_training_step
 from .distributed import bind_local_device, release_process_group, world_size
 from .export import artifact_size_mb, merged_model_complete, write_merged_model
 from .faults import recorded_row, report_bad_input, run_recording_failures
@@ -33,8 +33,7 @@ from .preflight import check_results_file, load_checked_model
 from .preprocess import count_cut_questions, prepare_train_features
 from .results import data_source_label, describe_run, device_name
 from .tracking import LOGS_SUBDIR, log_final_metrics, resolve_report_to, tensorboard_logging_dir
-from .trainer import (collate_without_length, forward_and_loss, graphs_used, make_trainer_class, setup_logging,
-                      training_arguments)
+from .trainer import collate_without_length, graphs_used, make_trainer_class, setup_logging, training_arguments
 
 logger = logging.getLogger("bertimbau_qa")
 
@@ -154,17 +153,13 @@ def train_and_evaluate(config: RunConfig, *, output_dir: Path) -> Optional[dict]
                 100 * trainable / total)
 
     # --- train ---
-    forward_loss, cudagraphs = forward_and_loss, False
-    if plan.compiled:
-        forward_loss, cudagraphs = compile_training_step(model, scope=config.compile_scope,
-                                                         cuda_graphs=plan.graphs == "trees")
+    # Compiled or eager as planned (and cuDNN attention only where a step has few shapes: common/compile.py).
+    forward_loss, cudagraphs = planned_training_step(model, plan, scope=config.compile_scope)
     logger.info("Training step: %s (%s); CUDA graphs: %s (%s)",
                 f"compiled ({config.compile_scope})" if plan.compiled else "eager", plan.compile_reason,
                 {"step": "the whole step, one graph per bucket", "trees": "torch.compile's forward and backward graphs",
                  "off": "none"}[plan.graphs], plan.graphs_reason)
     windows = PackedWindows.from_features(train_features, max_length=config.max_seq_length)
-    # Eagerly, cuDNN attention costs more CPU than the rest of a step; captured or compiled, it is paid once.
-    use_cudnn_attention(plan.few_shapes)
     with tensorboard_logging_dir(output_dir / LOGS_SUBDIR):
         trainer = make_trainer_class()(
             model=model,

@@ -280,6 +280,30 @@ def test_where_compilation_applies(monkeypatch):
     assert compiled("--torch_compile", "false") == (False, "--torch_compile false")
 
 
+def test_the_planned_step_compiles_only_where_the_plan_says(monkeypatch):
+    """run.py and the GPU bench's arms get their step function from the plan: the eager forward_and_loss, or the
+    encoder's layers compiled; cuDNN attention allowed only where a step has few shapes."""
+    from torch._dynamo.testing import CompileCounter
+
+    from common.compile import planned_training_step
+    from common.trainer import forward_and_loss
+
+    cudnn = []
+    monkeypatch.setattr("common.attention.use_cudnn_attention", cudnn.append)
+    config = parse_config("base", "lora", ["--smoke"])
+    eager = plan_training_step(config, world_size=1)._replace(few_shapes=False)
+    model = load_model(config, model_name=str(ensure_smoke_model()))
+    assert planned_training_step(model, eager, scope="layers") == (forward_and_loss, False)
+    assert cudnn == [False]
+    counter = CompileCounter()
+    step, trees = planned_training_step(model, eager._replace(compiled=True, few_shapes=True), scope="layers",
+                                        backend=counter)
+    assert cudnn == [False, True] and trees is False
+    torch._dynamo.reset()
+    step(model.train(), two_shape_windows().batch([0, 2]))
+    assert counter.frame_count >= 1  # the encoder's layers ran compiled
+
+
 def test_compiling_without_triton_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     importlib.import_module("bitsandbytes")  # before CUDA is faked: it picks its backend when imported
 
