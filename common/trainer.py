@@ -245,9 +245,9 @@ def make_trainer_class():
             frozen = frozen_weights_in(self.model, None if sharded else autocast_dtype)
             # The 4-bit weights' double-quantized block scales dequantized once, not before every use, and the
             # weights dequantized straight into the compute dtype (common/frozen_weights.py).
-            scales = contextlib.nullcontext() if sharded else frozen_4bit_weights_in(self.model)
+            frozen_4bit = contextlib.nullcontext() if sharded else frozen_4bit_weights_in(self.model)
             with step_bookkeeping_without_module_walks(self.model), \
-                    training_projections(self.model, dtype=autocast_dtype), dora_product, frozen, scales:
+                    training_projections(self.model, dtype=autocast_dtype), dora_product, frozen, frozen_4bit:
                 output = super().train(*args, **kwargs)
             self.loss_watch.check()  # the steps after the last logging step
             return output
